@@ -1,0 +1,154 @@
+"""Base classes and validation shared by every estimator of the package.
+
+Estimators subclass :class:`SpurClassifierBase` (or :class:`LinearSpurClassifier`
+when they end in ``coef_``/``intercept_``) and call :meth:`_validate_fit_inputs`
+once at the top of ``fit``; prediction, probability, ``to_torch`` and tags come
+from here, so no estimator repeats them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._groups import check_spurious
+from ._heads import LinearHead
+
+FLOAT_DTYPES = (np.float64, np.float32)
+
+
+class SpurClassifierBase(ClassifierMixin, BaseEstimator):
+    """Validation, tags and probability helpers for the package's classifiers.
+
+    Subclasses implement ``fit`` and ``decision_function``; ``predict``,
+    ``predict_proba`` and ``predict_log_proba`` derive from the latter.
+    """
+
+    # `spurious` is requested by default in fit and score, so routing works after
+    # the single `sklearn.set_config(enable_metadata_routing=True)` line.
+    __metadata_request__fit = {"spurious": True}
+
+    def _validate_fit_inputs(self, X, y, spurious=None, *, spurious_required=False,
+                             reset=True):
+        """Validate ``X``, ``y`` and ``spurious`` together, as every ``fit`` must.
+
+        Returns ``X`` (float32 or float64, never copied when already so), ``y``,
+        and ``spurious`` (None when absent and not required).
+        """
+        X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES, reset=reset)
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least 2 classes in y; got only "
+                f"{classes.tolist()}."
+            )
+        s = check_spurious(spurious, X.shape[0], who=type(self).__name__,
+                           required=spurious_required)
+        return X, y, s
+
+    def _validate_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        scores = self.decision_function(X)
+        idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[idx]
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            scores = np.stack([np.zeros_like(scores), scores], axis=1)
+        return log_softmax(scores, axis=1)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the class logits).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        return np.exp(self.predict_log_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.input_tags.sparse = False
+        tags.classifier_tags.multi_class = True
+        return tags
+
+
+class LinearSpurClassifier(SpurClassifierBase):
+    """A classifier whose fitted model is one linear layer ``coef_``, ``intercept_``.
+
+    Gives ``decision_function`` and ``to_torch`` from those two attributes, in
+    scikit-learn's convention (a single row for two classes).
+    """
+
+    def _linear_head(self) -> LinearHead:
+        check_is_fitted(self)
+        return LinearHead(self.coef_, self.intercept_, self.classes_)
+
+    def decision_function(self, X):
+        """Class scores ``X @ coef_.T + intercept_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The logit of ``classes_[1]`` for two classes.
+        """
+        X = self._validate_X(X)
+        return self._linear_head().decision_function(X)
+
+    def to_torch(self, dtype=None):
+        """The fitted head as a ``torch.nn.Linear`` (one output per class).
+
+        Parameters
+        ----------
+        dtype : torch.dtype, default=None
+            Parameter dtype; float32 by default.
+
+        Returns
+        -------
+        module : torch.nn.Linear
+            Logits for ``classes_`` in order, 2 outputs for 2 classes.
+        """
+        from ._export import to_torch
+
+        return to_torch(self, dtype=dtype)
