@@ -43,7 +43,7 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
         classes = np.unique(y)
         if len(classes) < 2:
             raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes in y; got only "
+                f"{type(self).__name__} needs at least 2 classes in y; got 1 class: "
                 f"{classes.tolist()}."
             )
         s = check_spurious(spurious, X.shape[0], who=type(self).__name__,

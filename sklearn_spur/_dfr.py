@@ -215,8 +215,9 @@ class ERMClassifier(LinearSpurClassifier):
         :class:`sklearn.frozen.FrozenEstimator` so that cloning keeps it fitted.
     C : float, default=1.0
         Inverse L2 regularisation strength when fitting (``head=None``).
-    class_weight : {"balanced"} or None, default=None
-        ``"balanced"`` reweights classes to equal total weight when fitting.
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class when fitting; ``"balanced"`` gives every class the
+        same total weight.
     max_iter : int, default=2000
         Maximum solver iterations.
     tol : float, default=1e-4
@@ -225,9 +226,15 @@ class ERMClassifier(LinearSpurClassifier):
     Attributes
     ----------
     coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        The head's weights.
     intercept_ : ndarray of shape (1,) or (n_classes,)
+        The head's biases.
     classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    n_iter_ : int
+        Solver iterations (0 when ``head`` is given).
     n_features_in_ : int
+        Number of embedding dimensions.
 
     See Also
     --------
@@ -245,7 +252,7 @@ class ERMClassifier(LinearSpurClassifier):
     _parameter_constraints: dict = {
         "head": "no_validation",
         "C": [Interval(Real, 0, None, closed="neither")],
-        "class_weight": [StrOptions({"balanced"}), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither")],
     }
@@ -280,11 +287,23 @@ class ERMClassifier(LinearSpurClassifier):
             head = resolve_head(self.head, X, y, who="ERMClassifier")
             self.classes_ = head.classes
             self.coef_, self.intercept_ = head.coef.copy(), head.intercept.copy()
+            self.n_iter_ = 0
             return self
         self.classes_, y_idx = np.unique(y, return_inverse=True)
-        weights = balanced_weights(y_idx).astype(X.dtype) if self.class_weight else None
+        weights = class_weights(y_idx, self.classes_, self.class_weight, X.dtype)
         n = X.shape[0]
         fit = fit_logistic(X, y_idx, len(self.classes_), weights=weights,
                            l2=1.0 / (self.C * n), max_iter=self.max_iter, tol=self.tol)
         self.coef_, self.intercept_ = fit.coef[0], fit.intercept[0]
+        self.n_iter_ = fit.n_iter
         return self
+
+
+def class_weights(y_idx, classes, class_weight, dtype):
+    """Per-sample weights for ``class_weight`` (None, "balanced" or a dict)."""
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str):
+        return balanced_weights(y_idx).astype(dtype)
+    per_class = np.array([class_weight.get(c, 1.0) for c in classes.tolist()], dtype=dtype)
+    return per_class[y_idx]

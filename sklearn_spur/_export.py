@@ -18,8 +18,8 @@ def _linear_module(w, b, dtype):
     w, b = np.asarray(w), np.asarray(b)
     layer = torch.nn.Linear(w.shape[1], w.shape[0], dtype=dtype)
     with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(w, dtype=dtype))
-        layer.bias.copy_(torch.as_tensor(b, dtype=dtype))
+        layer.weight.copy_(torch.tensor(w, dtype=dtype))
+        layer.bias.copy_(torch.tensor(b, dtype=dtype))
     return layer
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn import get_config
-from sklearn.utils.multiclass import unique_labels
 
 from .exceptions import MissingSpuriousError
 
@@ -21,6 +20,7 @@ __all__ = [
     "Groups",
     "balanced_weights",
     "check_group_sizes",
+    "check_labels",
     "check_spurious",
     "encode_groups",
     "group_balanced_indices",
@@ -52,6 +52,18 @@ def missing_spurious_message(who: str) -> str:
         "`set_fit_request(spurious=False)` or `set_score_request(spurious=False)`, "
         "set it back to True."
     )
+
+
+def check_labels(labels, name):
+    """Raise a clear error for labels that mix types (strings and numbers)."""
+    try:
+        np.unique(labels)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in np.asarray(labels, dtype=object).ravel()[:1000]})
+        raise ValueError(
+            f"`{name}` mixes label types ({', '.join(kinds)}); use one type, e.g. all "
+            "strings or all integers."
+        ) from None
 
 
 def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
@@ -100,11 +112,7 @@ def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
         raise ValueError(f"`{name}` contains NaN or infinity.")
     columns = [s] if s.ndim == 1 else [s[:, j] for j in range(s.shape[1])]
     for col in columns:
-        # unique_labels raises a clear error on mixed strings and numbers.
-        try:
-            unique_labels(col)
-        except ValueError as exc:
-            raise ValueError(f"`{name}`: {exc}") from None
+        check_labels(col, name)
     return s
 
 

@@ -234,7 +234,7 @@ def as_linear_head(estimator, *, who="to_torch") -> LinearHead:
         intercept = np.broadcast_to(
             np.asarray(estimator.intercept_, dtype=np.asarray(estimator.coef_).dtype),
             (np.atleast_2d(estimator.coef_).shape[0],),
-        )
+        ).copy()
         return LinearHead(_to_numpy(estimator.coef_), intercept, estimator.classes_)
     raise TypeError(
         f"{who}: cannot read a linear head from {type(estimator).__name__}; pass a "

@@ -12,10 +12,11 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import make_scorer
+from sklearn.metrics._scorer import _Scorer
+from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils._param_validation import StrOptions, validate_params
 
-from ._groups import check_spurious, encode_groups, missing_spurious_message
+from ._groups import check_labels, check_spurious, encode_groups, missing_spurious_message
 from .exceptions import SpuriousNotRoutedError
 
 __all__ = [
@@ -124,6 +125,7 @@ def _report(y_true, y_pred, spurious, missing):
         )
     if y_true.shape[0] == 0:
         raise ValueError("y_true is empty: no group accuracy to compute.")
+    check_labels(y_true, "y_true")
     s = check_spurious(spurious, y_true.shape[0], who="group metrics")
     groups = encode_groups(y_true, s)
     correct = (y_true == y_pred).astype(np.float64)
@@ -270,16 +272,36 @@ def make_worst_group_scorer(*, missing="warn"):
     """
     if not _MISSING.is_satisfied_by(missing):
         raise ValueError(f"missing must be 'warn', 'ignore' or 'raise', got {missing!r}.")
-    scorer = make_scorer(_worst_group_score, missing=missing)
+    scorer = _WorstGroupScorer(_worst_group_score, 1, {"missing": missing}, "predict")
     # Request `spurious` by default without requiring routing to be enabled at
     # import time (`set_score_request` refuses then): this is the request object
     # `set_score_request(spurious=True)` would build.
-    from sklearn.utils.metadata_routing import MetadataRequest
-
     request = MetadataRequest(owner=scorer)
     request.score.add_request(param="spurious", alias=True)
     scorer._metadata_request = request
     return scorer
+
+
+class _WorstGroupScorer(_Scorer):
+    """scikit-learn's scorer, callable directly with ``spurious=`` even when routing is off.
+
+    Inside searches and ``cross_validate`` the attribute arrives through
+    metadata routing (``_score``, inherited); a direct call
+    ``scorer(est, X, y, spurious=s)`` works in any configuration.
+    """
+
+    def __call__(self, estimator, X, y_true, *, spurious=None, **kwargs):
+        if kwargs:
+            raise TypeError(
+                f"worst_group_scorer got unexpected arguments {sorted(kwargs)}; it takes "
+                "only `spurious`."
+            )
+        y_pred = estimator.predict(X)
+        return self._sign * self._score_func(y_true, y_pred, spurious=spurious,
+                                             **self._kwargs)
+
+    def __repr__(self):
+        return f"make_worst_group_scorer(missing={self._kwargs['missing']!r})"
 
 
 worst_group_scorer = make_worst_group_scorer()

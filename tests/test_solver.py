@@ -1,0 +1,87 @@
+"""The batched logistic solver against scikit-learn's solvers."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from sklearn_spur._solver import fit_logistic, standardize_stats
+
+
+def _problem(n_classes, n=1500, d=20, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + rng.normal(size=d)
+    score = X @ rng.normal(size=d) / np.sqrt(d) + rng.normal(size=n)
+    y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    return X.astype(dtype), y
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("C", [1.0, 0.05])
+def test_l2_matches_lbfgs(n_classes, C):
+    X, y = _problem(n_classes)
+    mean, scale = standardize_stats(X)
+    Xs = (X - mean) / scale
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(Xs, y)
+    fit = fit_logistic(X, y, n_classes, l2=1 / (C * len(y)), mean=mean, scale=scale,
+                       tol=1e-7, max_iter=20000)
+    assert fit.converged.all()
+    coef_std = fit.coef[0] * scale
+    ref_coef = ref.coef_ if n_classes > 2 else ref.coef_[:1]
+    if n_classes > 2:  # multinomial logits are defined up to a shift; sklearn centres them
+        coef_std = coef_std - coef_std.mean(0)
+    np.testing.assert_allclose(coef_std, ref_coef, atol=2e-4)
+
+
+@pytest.mark.parametrize("C", [1.0, 0.1, 0.01])
+def test_l1_matches_saga_and_batches(C):
+    X, y = _problem(2)
+    mean, scale = standardize_stats(X)
+    Xs = (X - mean) / scale
+    rng = np.random.default_rng(1)
+    weights = (rng.random((3, len(y))) < 0.6).astype(float)
+    fit = fit_logistic(X, y, 2, weights=weights, l1=1 / (C * weights.sum(1)),
+                       mean=mean, scale=scale, tol=1e-7, max_iter=20000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for b in range(3):
+            m = weights[b] > 0
+            ref = LogisticRegression(C=C, solver="saga", l1_ratio=1.0, tol=1e-9,
+                                     max_iter=20000).fit(Xs[m], y[m])
+            np.testing.assert_allclose(fit.coef[b, 0] * scale, ref.coef_[0], atol=1e-3)
+            # the same sparsity pattern, up to coefficients at the threshold
+            assert abs((fit.coef[b, 0] != 0).sum() - (ref.coef_ != 0).sum()) <= 1
+
+
+def test_float32_stays_float32_and_matches_float64():
+    X, y = _problem(3)
+    f64 = fit_logistic(X, y, 3, l2=1e-3, tol=1e-6)
+    f32 = fit_logistic(X.astype(np.float32), y, 3, l2=1e-3, tol=1e-5)
+    assert f32.coef.dtype == np.float32 and f32.intercept.dtype == np.float32
+    np.testing.assert_allclose(f32.coef, f64.coef, atol=5e-3)
+
+
+def test_warm_start_from_solution_stops_at_once():
+    X, y = _problem(2)
+    fit = fit_logistic(X, y, 2, l2=1e-2, tol=1e-6)
+    again = fit_logistic(X, y, 2, l2=1e-2, tol=1e-6, coef_init=fit.coef[0],
+                         intercept_init=fit.intercept[0])
+    assert again.n_iter <= 3 < fit.n_iter
+
+
+def test_subspace_penalty_shrinks_weights_along_v():
+    X, y = _problem(2)
+    v = np.zeros((1, X.shape[1]))
+    v[0, :3] = 1 / np.sqrt(3)
+    free = fit_logistic(X, y, 2, l2=1e-3)
+    held = fit_logistic(X, y, 2, l2=1e-3, subspace=v, subspace_penalty=100.0)
+    assert abs(held.coef[0, 0] @ v[0]) < 0.02 * abs(free.coef[0, 0] @ v[0])
+
+
+def test_x_is_not_modified():
+    X, y = _problem(2, dtype=np.float32)
+    before = X.copy()
+    mean, scale = standardize_stats(X)
+    fit_logistic(X, y, 2, l1=1e-3, mean=mean, scale=scale)
+    np.testing.assert_array_equal(X, before)
