@@ -126,14 +126,19 @@ class DFRClassifier(LinearSpurClassifier):
         self.tol = tol
         self.random_state = random_state
 
-    def _solve(self, X, y_idx, weights, Cs, mean, scale):
-        """Batched fits: one per row of ``weights`` (or per C)."""
-        m = np.asarray(weights).sum(axis=-1)
-        lam = 1.0 / (np.asarray(Cs, dtype=np.float64) * m)
+    def _solve(self, X, y_idx, weights, Cs, mean, scale, init=None):
+        """Batched fits, one per row of ``weights`` (or per C), on the rows in use."""
+        weights = np.atleast_2d(weights)
+        rows = np.flatnonzero(weights.any(axis=0))
+        if len(rows) < 0.9 * X.shape[0]:  # fit on the rows in use: fewer passes' worth
+            X, y_idx, weights = X[rows], y_idx[rows], weights[:, rows]
+        lam = 1.0 / (np.asarray(Cs, dtype=np.float64) * weights.sum(axis=1))
         key = "l1" if self.penalty == "l1" else "l2"
+        coef_init, intercept_init = (None, None) if init is None else init
         return fit_logistic(X, y_idx, len(self.classes_), weights=weights,
-                            **{key: lam}, mean=mean, scale=scale,
-                            max_iter=self.max_iter, tol=self.tol)
+                            **{key: lam}, mean=mean, scale=scale, coef_init=coef_init,
+                            intercept_init=intercept_init, max_iter=self.max_iter,
+                            tol=self.tol)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, *, spurious=None):
@@ -164,15 +169,17 @@ class DFRClassifier(LinearSpurClassifier):
         mean, scale = standardize_stats(X) if self.standardize else (None, None)
 
         self.tuning_scores_ = {}
+        init = None
         if self.C is None:
-            self.C_ = self._tune_C(X, y_idx, groups, C_grid, gen, mean, scale)
+            self.C_, init = self._tune_C(X, y_idx, groups, C_grid, gen, mean, scale)
         else:
             self.C_ = float(self.C)
 
         draws = group_balanced_indices(groups.codes, gen, n_draws=self.n_fits)
         weights = np.zeros((self.n_fits, X.shape[0]), X.dtype)
         np.put_along_axis(weights, draws, 1, axis=1)
-        fit = self._solve(X, y_idx, weights, [self.C_] * self.n_fits, mean, scale)
+        # Warm start: every final fit starts from the tuning fit at the chosen C.
+        fit = self._solve(X, y_idx, weights, [self.C_] * self.n_fits, mean, scale, init)
         self.coef_ = fit.coef.mean(axis=0)
         self.intercept_ = fit.intercept.mean(axis=0)
         self.n_iter_ = fit.n_iter
@@ -197,7 +204,8 @@ class DFRClassifier(LinearSpurClassifier):
         present = np.unique(codes_b)
         wga = np.min([correct[codes_b == g].mean(axis=0) for g in present], axis=0)
         self.tuning_scores_ = dict(zip(C_grid.tolist(), wga.tolist()))
-        return float(C_grid[int(np.argmax(wga))])  # first C of the grid among ties
+        best = int(np.argmax(wga))  # first C of the grid among ties
+        return float(C_grid[best]), (fit.coef[best], fit.intercept[best])
 
 
 class ERMClassifier(LinearSpurClassifier):

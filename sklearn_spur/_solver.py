@@ -68,6 +68,7 @@ def fit_logistic(
     intercept_init=None,
     max_iter=2000,
     tol=1e-4,
+    power_iter=15,
 ):
     """Fit ``B`` penalised logistic regressions on the same embeddings at once.
 
@@ -104,6 +105,10 @@ def fit_logistic(
     tol : float
         Stop when the proximal-gradient residual (zero at the optimum) is below
         ``tol`` in max norm for every problem.
+    power_iter : int
+        Power iterations estimating each problem's Lipschitz constant (each costs
+        two passes over ``X``, like a solver iteration); the estimate is inflated
+        by 1.3 to stay above the true value.
 
     Returns
     -------
@@ -161,7 +166,8 @@ def fit_logistic(
 
     def smooth_grad(Wm, cm):
         r = residual(scores(Wm, cm))
-        g_raw = (r.reshape(n, B * K).T @ X).reshape(B, K, d)
+        # X.T @ r, not r.T @ X: OpenBLAS is up to 20x slower on the latter layout.
+        g_raw = (X.T @ r.reshape(n, B * K)).T.reshape(B, K, d)
         r_sum = r.sum(axis=0)  # (B, K)
         gW = (g_raw - r_sum[:, :, None] * mean) * inv_scale
         gW += l2[:, None, None] * Wm
@@ -173,17 +179,17 @@ def fit_logistic(
     rng = np.random.default_rng(0)
     v = rng.standard_normal((B, d + 1)).astype(dtype)
     lam = np.ones(B, dtype)
-    for _ in range(30):
+    for _ in range(power_iter):
         v /= np.linalg.norm(v, axis=1, keepdims=True)
         u = X @ (v[:, :d] * inv_scale).T + (v[:, d] - (v[:, :d] * inv_scale) @ mean)
         u *= w_samples.T
         v_new = np.empty_like(v)
-        v_new[:, :d] = ((u.T @ X) - u.sum(axis=0)[:, None] * mean) * inv_scale
+        v_new[:, :d] = ((X.T @ u).T - u.sum(axis=0)[:, None] * mean) * inv_scale
         v_new[:, d] = u.sum(axis=0)
         lam = np.linalg.norm(v_new, axis=1)
         v = v_new
     curvature = 0.25 if K == 1 else 0.5
-    L = 1.2 * curvature * lam + l2 + 2 * sub + np.finfo(dtype).eps
+    L = 1.3 * curvature * lam + l2 + 2 * sub + np.finfo(dtype).eps
     step = (1.0 / L).astype(dtype)[:, None, None]
 
     Y_W, Y_c = W.copy(), c.copy()
