@@ -4,9 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
+import sklearn
 from sklearn.linear_model import LogisticRegression
 
 from sklearn_spur._solver import fit_logistic, standardize_stats
+
+# scikit-learn 1.8 deprecated `penalty`; before it, `l1_ratio` alone is ignored.
+_NEW_API = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)
+L1 = {"l1_ratio": 1.0} if _NEW_API else {"penalty": "l1"}
 
 
 def _problem(n_classes, n=1500, d=20, seed=0, dtype=np.float64):
@@ -47,8 +52,8 @@ def test_l1_matches_saga_and_batches(C):
         warnings.simplefilter("ignore")
         for b in range(3):
             m = weights[b] > 0
-            ref = LogisticRegression(C=C, solver="saga", l1_ratio=1.0, tol=1e-9,
-                                     max_iter=20000).fit(Xs[m], y[m])
+            ref = LogisticRegression(C=C, solver="saga", tol=1e-9, max_iter=20000,
+                                     **L1).fit(Xs[m], y[m])
             np.testing.assert_allclose(fit.coef[b, 0] * scale, ref.coef_[0], atol=1e-3)
             # the same sparsity pattern, up to coefficients at the threshold
             assert abs((fit.coef[b, 0] != 0).sum() - (ref.coef_ != 0).sum()) <= 1
