@@ -1,0 +1,13 @@
+"""Datasets with spurious correlations: a real CNN benchmark and a synthetic recipe.
+
+- :func:`make_waterdigits`: handwritten digits on spuriously coloured
+  backgrounds, a small CNN trained on them by ERM, and its embeddings
+  (cached on disk; seconds to build on a CPU).
+- :func:`make_spurious_gaussians`: Gaussian core, spurious and noise features
+  (Sagawa et al. 2020), with the true directions.
+"""
+
+from ._gaussians import make_spurious_gaussians
+from ._waterdigits import WaterDigitsCNN, make_waterdigits
+
+__all__ = ["WaterDigitsCNN", "make_spurious_gaussians", "make_waterdigits"]
