@@ -37,6 +37,10 @@ def _estimators():
     ests = [
         _with_default_spurious(ss.DFRClassifier)(n_fits=2, random_state=0),
         ss.ERMClassifier(),
+        ss.SingleWeightEditor(),
+        ss.SingleWeightEditor(strength=0.9, cache=False),
+        ss.NeuronTuner(),
+        ss.NeuronTuner(aggregate="class"),
     ]
     return ests
 
