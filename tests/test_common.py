@@ -1,7 +1,7 @@
 """scikit-learn's estimator checks over every estimator of the package.
 
 scikit-learn's checks call ``fit(X, y)`` without metadata. Estimators that
-*require* the spurious attribute (DFRClassifier, RRClArCClassifier's probe) are
+*require* the spurious attribute (DFRClassifier, SpuriousProbe, RRClArCClassifier) are
 therefore checked through a subclass that supplies a deterministic attribute
 when none is given (a constant, so groups are classes); everything else about them,
 their ``fit`` code included, is the real estimator.
@@ -37,6 +37,8 @@ def _estimators():
     ests = [
         _with_default_spurious(ss.DFRClassifier)(n_fits=2, random_state=0),
         ss.ERMClassifier(),
+        _with_default_spurious(ss.SpuriousProbe)(),
+        _with_default_spurious(ss.RRClArCClassifier)(),
         ss.SingleWeightEditor(),
         ss.SingleWeightEditor(strength=0.9, cache=False),
         ss.NeuronTuner(),
