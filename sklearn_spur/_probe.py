@@ -221,7 +221,7 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         most frequent choice over classes), ``None`` for ``"pattern"``.
     n_features_in_ : int
         Number of embedding dimensions.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Defined when ``X`` has string column names.
 
     See Also
@@ -930,7 +930,7 @@ class RRClArCClassifier(LinearSpurClassifier):
         Solver iterations.
     n_features_in_ : int
         Number of embedding dimensions.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Defined when ``X`` has string column names.
 
     See Also
