@@ -8,16 +8,74 @@ from here, so no estimator repeats them.
 
 from __future__ import annotations
 
+import copy
+import sys
+
 import numpy as np
 from scipy.special import log_softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._groups import check_spurious
+from ._groups import check_labels, check_spurious
 from ._heads import LinearHead
 
 FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def _host_array(a):
+    """A torch tensor (CPU or GPU) as a numpy array; anything else unchanged."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        a = a.detach().cpu()
+        try:
+            return a.numpy()
+        except TypeError:  # bfloat16 and other dtypes numpy lacks
+            return a.float().numpy()
+    return a
+
+
+def _on_accelerator(obj) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    if isinstance(obj, torch.Tensor):
+        return obj.device.type != "cpu"
+    if isinstance(obj, torch.nn.Module):
+        return any(t.device.type != "cpu" for t in obj.state_dict().values())
+    return False
+
+
+def _cpu_copy(obj):
+    """``obj`` with torch tensors and modules off the accelerator (copies; never in place)."""
+    if isinstance(obj, tuple):
+        return tuple(_cpu_copy(o) for o in obj)
+    if not _on_accelerator(obj):
+        return obj
+    if hasattr(obj, "detach"):
+        return obj.detach().cpu()
+    return copy.deepcopy(obj).cpu()
+
+
+def _check_X_form(X, who):
+    """Clear errors, naming ``X``, for a wrong rank or a complex dtype.
+
+    Checked before scikit-learn's validation, whose messages for these cases
+    print the whole array and do not say which argument is wrong.
+    """
+    shape = getattr(X, "shape", None)
+    if shape is not None and len(shape) != 2:
+        hint = (" Reshape your data: X.reshape(1, -1) for a single sample." if len(shape) == 1
+                else " Reshape your data: pool or flatten to one row per sample.")
+        raise ValueError(
+            f"{who}: X must be 2-D embeddings of shape (n_samples, n_features); got "
+            f"shape {tuple(shape)} ({len(shape)}-D).{hint}"
+        )
+    dtype = getattr(X, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind == "c":
+        raise ValueError(
+            f"Complex data not supported: {who} takes real-valued embeddings X; got "
+            f"dtype {dtype}."
+        )
 
 
 class SpurClassifierBase(ClassifierMixin, BaseEstimator):
@@ -31,6 +89,13 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
     # the single `sklearn.set_config(enable_metadata_routing=True)` line.
     __metadata_request__fit = {"spurious": True}
 
+    def __getstate__(self):
+        # Parameters holding torch objects on an accelerator (a `head=` fitted on
+        # GPU) are pickled from a CPU copy, so the pickle loads on CPU-only
+        # machines (fitted attributes are numpy arrays already).
+        state = super().__getstate__()
+        return {k: _cpu_copy(v) for k, v in state.items()}
+
     def _validate_fit_inputs(self, X, y, spurious=None, *, spurious_required=False,
                              reset=True):
         """Validate ``X``, ``y`` and ``spurious`` together, as every ``fit`` must.
@@ -38,7 +103,11 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
         Returns ``X`` (float32 or float64, never copied when already so), ``y``,
         and ``spurious`` (None when absent and not required).
         """
+        who = type(self).__name__
+        X, y = _host_array(X), _host_array(y)
+        _check_X_form(X, who)
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES, reset=reset)
+        check_labels(y, "y")
         check_classification_targets(y)
         classes = np.unique(y)
         if len(classes) < 2:
@@ -52,6 +121,8 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _validate_X(self, X):
         check_is_fitted(self)
+        X = _host_array(X)
+        _check_X_form(X, type(self).__name__)
         return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
 
     def predict(self, X):

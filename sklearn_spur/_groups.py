@@ -106,7 +106,8 @@ def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
         )
     if s.shape[0] != n_samples:
         raise ValueError(
-            f"`{name}` has {s.shape[0]} rows but X and y have {n_samples} samples."
+            f"`{name}` has {s.shape[0]} rows but there are {n_samples} samples (the "
+            "rows of X and y); pass one attribute value per sample."
         )
     if s.dtype.kind == "f" and not np.all(np.isfinite(s)):
         raise ValueError(f"`{name}` contains NaN or infinity.")

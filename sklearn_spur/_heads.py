@@ -219,8 +219,8 @@ def as_linear_head(estimator, *, who="to_torch") -> LinearHead:
         return LinearHead(w, b, head.classes)
     if hasattr(estimator, "_linear_head"):  # this package's linear estimators
         return estimator._linear_head()
-    if hasattr(estimator, "coef_") and hasattr(estimator, "intercept_") or is_classifier(
-        estimator
+    if hasattr(estimator, "coef_") and hasattr(estimator, "intercept_") or (
+        hasattr(estimator, "__sklearn_tags__") and is_classifier(estimator)
     ):
         try:
             check_is_fitted(estimator)

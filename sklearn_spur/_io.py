@@ -133,7 +133,15 @@ def load_embeddings(path, *, mmap=True, require=()):
                     continue
                 member = name + ".npy"
                 arr = _npz_member_memmap(path, zf, member) if (mmap and key == "X") else None
-                arrays[key] = npz[name] if arr is None else arr
+                if arr is None:
+                    try:
+                        arr = npz[name]
+                    except ValueError as exc:  # object arrays (allow_pickle=False)
+                        raise EmbeddingFileError(
+                            f"{path}: key {name!r} cannot be read ({exc}); store "
+                            "numbers or strings, not Python objects."
+                        ) from None
+                arrays[key] = arr
             if "X" not in arrays:
                 raise EmbeddingFileError(
                     f"{path}: missing key 'X' (the embeddings; 'embeddings' is accepted "

@@ -483,13 +483,15 @@ class NeuronTuner(LinearSpurClassifier):
         rng = check_random_state(self.random_state)
         if X_tune is None:
             sub = _stratified_subset(y_idx, _GUARD_SAMPLES, rng)
-            Xf, yf = (X, y_idx) if sub is None else (X[sub], y_idx[sub])
-            half = np.zeros(Xf.shape[0], bool)
+            rows = np.arange(len(y_idx)) if sub is None else sub
+            yf = y_idx[rows]
+            half = np.zeros(len(rows), bool)
             for c in range(n_classes):
                 members = rng.permutation(np.flatnonzero(yf == c))
                 half[members[: len(members) // 2]] = True
-            folds = [(Xf[half], yf[half], Xf[~half], yf[~half]),
-                     (Xf[~half], yf[~half], Xf[half], yf[half])]
+            # each half copied once (not the subset, then each half twice)
+            Xh, Xo = X[rows[half]], X[rows[~half]]
+            folds = [(Xh, yf[half], Xo, yf[~half]), (Xo, yf[~half], Xh, yf[half])]
         else:
             sub = _stratified_subset(y_tune_idx, _GUARD_SAMPLES, rng)
             Xa, ya = ((X_tune, y_tune_idx) if sub is None

@@ -48,14 +48,83 @@ def _dfr(train, val, head, seed):
     return DFRClassifier(random_state=seed).fit(val.X, val.y, spurious=val.spurious)
 
 
+def clone_fitted(estimator, **params):
+    """A copy of a fitted estimator with some parameters changed (no refit)."""
+    import copy
+
+    return copy.deepcopy(estimator).set_params(**params)
+
+
+def _best_on_val(candidates, val):
+    """The fitted candidate with the highest worst-group accuracy on validation."""
+    from .metrics import worst_group_accuracy
+
+    scores = [worst_group_accuracy(val.y, est.predict(val.X), spurious=val.spurious,
+                                   missing="ignore") for est in candidates]
+    return candidates[int(np.argmax(scores))]
+
+
+def _probe(train, val, head, seed):
+    # Probe fitted on held-out data with groups, frozen; balanced LR on train.
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from ._probe import SpuriousProbe
+
+    probe = SpuriousProbe().fit(val.X, val.y, spurious=val.spurious)
+    return make_pipeline(FrozenEstimator(probe), LogisticRegression(
+        class_weight="balanced", max_iter=2000)).fit(train.X, train.y)
+
+
+def _rrclarc(train, val, head, seed):
+    # Head refit on train with the penalty along the frozen probe's directions;
+    # lam chosen by worst-group accuracy on validation.
+    from sklearn.frozen import FrozenEstimator
+
+    from ._probe import RRClArCClassifier, SpuriousProbe
+
+    probe = FrozenEstimator(SpuriousProbe().fit(val.X, val.y, spurious=val.spurious))
+    return _best_on_val([
+        RRClArCClassifier(probe=probe, head=head, lam=lam, class_weight="balanced")
+        .fit(train.X, train.y) for lam in (0.1, 1.0, 10.0, 100.0)], val)
+
+
+def _editor(train, val, head, seed):
+    # Sub-class head fitted on train with the attribute; strength tuned on val
+    # (changing it needs no refit).
+    from ._editor import SingleWeightEditor, strength_grid
+
+    editor = SingleWeightEditor(head=head).fit(train.X, train.y, spurious=train.spurious)
+    candidates = [clone_fitted(editor, strength=st) for st in strength_grid(25)]
+    return _best_on_val(candidates, val)
+
+
+def _editor_free(train, val, head, seed):
+    # No attribute anywhere: sub-classes inferred from the head on held-out data.
+    from ._editor import SingleWeightEditor
+
+    return SingleWeightEditor(head=head, strength=0.0).fit(val.X, val.y)
+
+
+def _tuner(train, val, head, seed):
+    # No attribute anywhere: identification and retraining on held-out data.
+    from ._neurontune import NeuronTuner
+
+    return NeuronTuner(head=head, random_state=seed).fit(val.X, val.y)
+
+
 METHODS = {
     "erm": Method("ERM", _erm, "train labels"),
     "dfr": Method("DFR", _dfr, "val groups"),
+    "probe": Method("SpuriousProbe+LR", _probe, "val groups"),
+    "rrclarc": Method("RRClArC", _rrclarc, "val groups"),
+    "editor": Method("SingleWeightEditor", _editor, "train+val groups"),
+    "editor-free": Method("SingleWeightEditor-free", _editor_free, "val labels"),
+    "neurontune": Method("NeuronTuner", _tuner, "val labels"),
 }
-
-
-def _needs_val_spurious(key):
-    return key in {"dfr"}
+NEEDS_VAL_SPURIOUS = {"dfr", "probe", "rrclarc", "editor"}
+NEEDS_TRAIN_SPURIOUS = {"editor"}
 
 
 def run_methods(methods, train, val, test, *, head=None, seed=0, out=sys.stdout):
@@ -124,14 +193,20 @@ def _load_split(path, name, require):
     return Split(np.asarray(data.X), data.y, data.spurious)
 
 
+def _missing_for(key, train, val):
+    """What a method lacks in the given files, or None."""
+    if key != "erm" and val is None:
+        return "--val"
+    if key in NEEDS_VAL_SPURIOUS and val.spurious is None:
+        return "'spurious' in the --val file"
+    if key in NEEDS_TRAIN_SPURIOUS and train.spurious is None:
+        return "'spurious' in the --train file"
+    return None
+
+
 def _cmd_evaluate(args, out):
-    methods = args.method or list(METHODS)
     train = _load_split(args.train, "train", ("y",))
-    need_val = any(_needs_val_spurious(m) for m in methods)
-    val = _load_split(args.val, "val", ("y", "spurious") if need_val else ("y",)) \
-        if args.val else None
-    if val is None and need_val:
-        raise ValueError(f"--val is required by {[m for m in methods if _needs_val_spurious(m)]}")
+    val = _load_split(args.val, "val", ("y",)) if args.val else None
     test = _load_split(args.test, "test", ("y", "spurious"))
     for split, path in ((val, args.val), (test, args.test)):
         if split is not None and split.X.shape[1] != train.X.shape[1]:
@@ -139,6 +214,17 @@ def _cmd_evaluate(args, out):
                 f"{path}: embeddings have {split.X.shape[1]} features but the train "
                 f"file's have {train.X.shape[1]}."
             )
+    methods = args.method or list(METHODS)
+    lacking = {m: _missing_for(m, train, val) for m in methods}
+    if args.method:  # asked for by name: refuse what cannot run
+        for m, need in lacking.items():
+            if need:
+                raise ValueError(f"method {m!r} needs {need}.")
+    else:
+        for m, need in lacking.items():
+            if need:
+                print(f"(skipping {METHODS[m].name}: needs {need})", file=out)
+        methods = [m for m in methods if not lacking[m]]
     reports = run_methods(methods, train, val, test, seed=args.seed, out=out)
     if args.plot:
         _plot(reports, args.plot, out)
