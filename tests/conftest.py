@@ -27,3 +27,14 @@ def waterdigits3():
     from sklearn_spur.datasets import make_waterdigits
 
     return make_waterdigits(n_classes=3, random_state=0)
+
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist every worker gets one BLAS and one torch thread: two
+    # workers with two threads each on two cores slow the thin matrix products
+    # of the solvers several-fold (oversubscription).
+    import threadpoolctl
+    import torch
+
+    threadpoolctl.threadpool_limits(1)
+    torch.set_num_threads(1)

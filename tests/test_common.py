@@ -38,7 +38,7 @@ def _estimators():
         _with_default_spurious(ss.DFRClassifier)(n_fits=2, random_state=0),
         ss.ERMClassifier(),
         _with_default_spurious(ss.SpuriousProbe)(),
-        _with_default_spurious(ss.RRClArCClassifier)(),
+        _with_default_spurious(ss.RRClArCClassifier)(tol=1e-3),
         ss.SingleWeightEditor(),
         ss.SingleWeightEditor(strength=0.9, cache=False),
         ss.NeuronTuner(),
