@@ -143,9 +143,9 @@ def run_methods(methods, train, val, test, *, head=None, seed=0, out=sys.stdout)
         reports[method.name] = rep
         rows.append((method.name, method.needs, rep.mean_accuracy,
                      rep.worst_group_accuracy, elapsed))
-    print(f"{'method':<22}{'needs':<16}{'mean acc':>9}{'WGA':>8}{'fit s':>8}", file=out)
+    print(f"{'method':<26}{'needs':<18}{'mean acc':>9}{'WGA':>8}{'fit s':>8}", file=out)
     for name, needs, acc, wga, sec in rows:
-        print(f"{name:<22}{needs:<16}{acc:9.3f}{wga:8.3f}{sec:8.2f}", file=out)
+        print(f"{name:<26}{needs:<18}{acc:9.3f}{wga:8.3f}{sec:8.2f}", file=out)
     return reports
 
 
@@ -193,14 +193,14 @@ def _load_split(path, name, require):
     return Split(np.asarray(data.X), data.y, data.spurious)
 
 
-def _missing_for(key, train, val):
-    """What a method lacks in the given files, or None."""
+def _missing_for(key, args, train, val):
+    """What a method lacks in the given files (a message), or None."""
     if key != "erm" and val is None:
-        return "--val"
+        return f"--val is required by method {key!r}"
     if key in NEEDS_VAL_SPURIOUS and val.spurious is None:
-        return "'spurious' in the --val file"
+        return f"{args.val}: missing key 'spurious' (method {key!r} needs it)"
     if key in NEEDS_TRAIN_SPURIOUS and train.spurious is None:
-        return "'spurious' in the --train file"
+        return f"{args.train}: missing key 'spurious' (method {key!r} needs it)"
     return None
 
 
@@ -215,15 +215,15 @@ def _cmd_evaluate(args, out):
                 f"file's have {train.X.shape[1]}."
             )
     methods = args.method or list(METHODS)
-    lacking = {m: _missing_for(m, train, val) for m in methods}
+    lacking = {m: _missing_for(m, args, train, val) for m in methods}
     if args.method:  # asked for by name: refuse what cannot run
-        for m, need in lacking.items():
+        for need in lacking.values():
             if need:
-                raise ValueError(f"method {m!r} needs {need}.")
+                raise ValueError(need)
     else:
         for m, need in lacking.items():
             if need:
-                print(f"(skipping {METHODS[m].name}: needs {need})", file=out)
+                print(f"(skipping {METHODS[m].name}: {need})", file=out)
         methods = [m for m in methods if not lacking[m]]
     reports = run_methods(methods, train, val, test, seed=args.seed, out=out)
     if args.plot:

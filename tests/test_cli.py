@@ -49,7 +49,7 @@ def test_evaluate_skips_what_the_files_cannot_feed(waterdigits, tmp_path):
                  "--test", str(tmp_path / "te.npz")], out=out)
     assert code == 0
     assert set(_rows(out.getvalue())) == {"ERM"}
-    assert "skipping DFR: needs --val" in out.getvalue()
+    assert "skipping DFR: --val is required" in out.getvalue()
 
 
 def test_evaluate_on_files(waterdigits, tmp_path):
@@ -96,7 +96,7 @@ def test_dfr_without_val_exits_2(tmp_path, capsys):
     save_embeddings(tmp_path / "a.npz", X, y=np.arange(20) % 2, spurious=np.arange(20) % 2)
     code = main(["evaluate", "--train", str(tmp_path / "a.npz"),
                  "--test", str(tmp_path / "a.npz"), "--method", "dfr"], out=io.StringIO())
-    assert code == 2 and "method 'dfr' needs --val" in capsys.readouterr().err
+    assert code == 2 and "--val is required by method 'dfr'" in capsys.readouterr().err
 
 
 def test_console_script_usage_error_exit_code():
