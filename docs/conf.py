@@ -54,5 +54,6 @@ sphinx_gallery_conf = {
     "download_all_examples": False,
     "within_subsection_order": "FileNameSortKey",
     "remove_config_comments": True,
+    "write_computation_times": False,
 }
 suppress_warnings = ["config.cache"]
