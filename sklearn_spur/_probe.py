@@ -31,8 +31,13 @@ from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import FLOAT_DTYPES, LinearSpurClassifier
-from ._groups import balanced_weights, check_spurious, missing_spurious_message
+from ._base import FLOAT_DTYPES, LinearSpurClassifier, _check_X_form
+from ._groups import (
+    balanced_weights,
+    check_labels,
+    check_spurious,
+    missing_spurious_message,
+)
 from ._heads import resolve_head
 from ._solver import fit_logistic, standardize_stats
 from .exceptions import MissingSpuriousError
@@ -290,6 +295,9 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     def _validate_inputs(self, X, y, spurious):
         X, y = _host(X), _host(y)
+        _check_X_form(X, "SpuriousProbe")
+        if y is not None:
+            check_labels(np.asarray(y), "y")
         if y is None:
             X = validate_data(self, X, dtype=FLOAT_DTYPES)
         else:
@@ -673,7 +681,9 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``strength`` of the way to the reference; same dtype as ``X``.
         """
         check_is_fitted(self)
-        X = validate_data(self, _host(X), dtype=FLOAT_DTYPES, reset=False)
+        X = _host(X)
+        _check_X_form(X, "SpuriousProbe")
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
         U = self.directions_.astype(X.dtype, copy=False)
         offset = X @ U.T
         offset -= self.reference_.astype(X.dtype, copy=False)
@@ -723,7 +733,9 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``X @ concept_directions_.T``, larger towards the concept.
         """
         check_is_fitted(self)
-        X = validate_data(self, _host(X), dtype=FLOAT_DTYPES, reset=False)
+        X = _host(X)
+        _check_X_form(X, "SpuriousProbe")
+        X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
         return X @ self.concept_directions_.T.astype(X.dtype, copy=False)
 
     def separability(self, X, spurious, y=None):
