@@ -13,13 +13,13 @@ from ._io import load_embeddings, save_embeddings
 from ._neurontune import (
     NeuronTuner,
     neuron_delta_scorer,
-    worst_class_accuracy,
     worst_class_scorer,
 )
 from ._probe import RRClArCClassifier, SpuriousProbe
 from .metrics import (
     group_report,
     make_worst_group_scorer,
+    worst_class_accuracy,
     worst_group_accuracy,
     worst_group_scorer,
 )

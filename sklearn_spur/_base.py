@@ -17,21 +17,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._groups import check_labels, check_spurious
+from ._groups import check_labels, check_spurious, host_array
 from ._heads import LinearHead
 
 FLOAT_DTYPES = (np.float64, np.float32)
-
-
-def _host_array(a):
-    """A torch tensor (CPU or GPU) as a numpy array; anything else unchanged."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):
-        a = a.detach().cpu()
-        try:
-            return a.numpy()
-        except TypeError:  # bfloat16 and other dtypes numpy lacks
-            return a.float().numpy()
-    return a
 
 
 def _on_accelerator(obj) -> bool:
@@ -104,7 +93,7 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
         and ``spurious`` (None when absent and not required).
         """
         who = type(self).__name__
-        X, y = _host_array(X), _host_array(y)
+        X, y = host_array(X), host_array(y)
         _check_X_form(X, who)
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES, reset=reset)
         check_labels(y, "y")
@@ -121,7 +110,7 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _validate_X(self, X):
         check_is_fitted(self)
-        X = _host_array(X)
+        X = host_array(X)
         _check_X_form(X, type(self).__name__)
         return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
 

@@ -24,6 +24,7 @@ __all__ = [
     "check_spurious",
     "encode_groups",
     "group_balanced_indices",
+    "host_array",
     "missing_spurious_message",
 ]
 
@@ -52,6 +53,21 @@ def missing_spurious_message(who: str) -> str:
         "`set_fit_request(spurious=False)` or `set_score_request(spurious=False)`, "
         "set it back to True."
     )
+
+
+def host_array(a):
+    """A torch tensor (CPU or GPU) as a numpy array; anything else unchanged.
+
+    The one place where tensors leave torch: float32 stays float32; dtypes numpy
+    lacks (bfloat16) become float32.
+    """
+    if hasattr(a, "detach") and hasattr(a, "cpu"):
+        a = a.detach().cpu()
+        try:
+            return a.numpy()
+        except TypeError:
+            return a.float().numpy()
+    return a
 
 
 def check_labels(labels, name):
@@ -93,7 +109,7 @@ def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
             raise MissingSpuriousError(missing_spurious_message(who))
         return None
     if hasattr(spurious, "detach"):  # torch tensor
-        spurious = spurious.detach().cpu().numpy()
+        spurious = host_array(spurious)
     s = np.asarray(spurious)
     if s.dtype.kind == "c":
         raise ValueError(f"`{name}` must hold discrete labels, got complex values.")

@@ -22,6 +22,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from ._groups import host_array
 from .exceptions import UnfittedHeadError
 
 __all__ = ["LinearHead", "resolve_head", "as_linear_head", "pullback", "pullback_steps"]
@@ -116,11 +117,7 @@ class LinearHead:
 
 
 def _to_numpy(a):
-    if a is None:
-        return None
-    if hasattr(a, "detach"):
-        return a.detach().cpu().numpy()
-    return np.asarray(a)
+    return None if a is None else np.asarray(host_array(a))
 
 
 def _is_torch_module(obj) -> bool:

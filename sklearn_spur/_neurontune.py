@@ -17,18 +17,18 @@ import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils import check_array, check_random_state, metadata_routing
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import column_or_1d, validate_data
+from sklearn.utils.validation import validate_data
 
 from ._base import FLOAT_DTYPES, LinearSpurClassifier
 from ._groups import balanced_weights
 from ._heads import resolve_head
 from ._solver import fit_logistic, standardize_stats
+from .metrics import worst_class_accuracy
 
 __all__ = [
     "NeuronTuner",
     "neuron_deltas",
     "neuron_delta_scorer",
-    "worst_class_accuracy",
     "worst_class_scorer",
 ]
 
@@ -70,40 +70,6 @@ def neuron_deltas(X, y_idx, wrong, n_classes):
             delta[c, cols] = (np.median(X[rows_w, cols], axis=0)
                               - np.median(X[rows_r, cols], axis=0))
     return delta
-
-
-def worst_class_accuracy(y_true, y_pred):
-    """Lowest per-class recall: needs class labels only.
-
-    Parameters
-    ----------
-    y_true : array-like of shape (n_samples,)
-        True class labels.
-    y_pred : array-like of shape (n_samples,)
-        Predicted class labels.
-
-    Returns
-    -------
-    accuracy : float
-        The accuracy of the class the model gets wrong most often.
-
-    Examples
-    --------
-    >>> from sklearn_spur._neurontune import worst_class_accuracy
-    >>> worst_class_accuracy([0, 0, 1, 1], [0, 0, 1, 0])
-    0.5
-    """
-    y_true = column_or_1d(y_true)
-    y_pred = column_or_1d(y_pred)
-    if y_true.shape != y_pred.shape or y_true.size == 0:
-        raise ValueError(
-            f"y_true and y_pred must be non-empty and of equal length; got "
-            f"{y_true.shape[0]} and {y_pred.shape[0]}."
-        )
-    classes, y_idx = np.unique(y_true, return_inverse=True)
-    y_idx = y_idx.ravel()
-    hits = np.bincount(y_idx, weights=y_true == y_pred, minlength=len(classes))
-    return float(np.min(hits / np.bincount(y_idx, minlength=len(classes))))
 
 
 class _LabelFreeScorer:

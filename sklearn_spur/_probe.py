@@ -36,6 +36,7 @@ from ._groups import (
     balanced_weights,
     check_labels,
     check_spurious,
+    host_array,
     missing_spurious_message,
 )
 from ._heads import resolve_head
@@ -55,13 +56,6 @@ def _auc(t, score):
     if t.all() or not t.any():
         return np.nan
     return float(roc_auc_score(t, score))
-
-
-def _host(a):
-    """A torch tensor (on any device) as a numpy array, so float32 stays float32."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):
-        return a.detach().cpu().numpy()
-    return a
 
 
 def _class_codes(y, n, within_class):
@@ -294,7 +288,7 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _validate_inputs(self, X, y, spurious):
-        X, y = _host(X), _host(y)
+        X, y = host_array(X), host_array(y)
         _check_X_form(X, "SpuriousProbe")
         if y is not None:
             check_labels(np.asarray(y), "y")
@@ -681,7 +675,7 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``strength`` of the way to the reference; same dtype as ``X``.
         """
         check_is_fitted(self)
-        X = _host(X)
+        X = host_array(X)
         _check_X_form(X, "SpuriousProbe")
         X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
         U = self.directions_.astype(X.dtype, copy=False)
@@ -733,7 +727,7 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             ``X @ concept_directions_.T``, larger towards the concept.
         """
         check_is_fitted(self)
-        X = _host(X)
+        X = host_array(X)
         _check_X_form(X, "SpuriousProbe")
         X = validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
         return X @ self.concept_directions_.T.astype(X.dtype, copy=False)

@@ -22,6 +22,7 @@ from .exceptions import SpuriousNotRoutedError
 __all__ = [
     "GroupReport",
     "group_report",
+    "worst_class_accuracy",
     "worst_group_accuracy",
     "worst_group_scorer",
     "make_worst_group_scorer",
@@ -231,6 +232,35 @@ def worst_group_accuracy(y_true, y_pred, *, spurious, missing="warn"):
     0.0
     """
     return _report(y_true, y_pred, spurious, missing).worst_group_accuracy
+
+
+def worst_class_accuracy(y_true, y_pred):
+    """Lowest per-class recall: worst-group accuracy with the classes as groups.
+
+    Needs class labels only, so it selects models without group labels
+    (:data:`~sklearn_spur.worst_class_scorer`).
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        True class labels.
+    y_pred : array-like of shape (n_samples,)
+        Predicted class labels.
+
+    Returns
+    -------
+    accuracy : float
+        The accuracy of the class the model gets wrong most often.
+
+    Examples
+    --------
+    >>> from sklearn_spur.metrics import worst_class_accuracy
+    >>> worst_class_accuracy([0, 0, 1, 1], [0, 0, 1, 0])
+    0.5
+    """
+    y_true = np.asarray(y_true)
+    return _report(y_true, y_pred, np.zeros(y_true.shape[:1], dtype=np.int8),
+                   "ignore").worst_group_accuracy
 
 
 def _worst_group_score(y_true, y_pred, *, spurious=None, missing="warn"):

@@ -583,7 +583,7 @@ def test_tensor_inputs(fitted, est_id):
 
 def test_tensor_conversion_is_shared():
     """GPU tensors (and bfloat16, which numpy lacks) go through one helper."""
-    from sklearn_spur._base import _host_array
+    from sklearn_spur._groups import host_array as _host_array
 
     t = torch.from_numpy(X0).to(torch.bfloat16).requires_grad_(False)
     a = _host_array(t)
