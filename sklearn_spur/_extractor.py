@@ -15,6 +15,7 @@ import os
 import pickle
 import sys
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -200,6 +201,26 @@ def _pool(value, pooling):
         return value.flatten(1)
     value = value.flatten(2)
     return value.mean(2) if pooling == "avg" else value.amax(2)
+
+
+def _user_stacklevel():
+    """``stacklevel`` of the first caller outside this package and scikit-learn."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+            "sklearn_spur", "sklearn"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _describe(inputs):
+    """Shape and dtype of a model input (tensor, or the tensors of a dict/list)."""
+    if isinstance(inputs, torch.Tensor):
+        return f"a tensor of shape {tuple(inputs.shape)}, {inputs.dtype}"
+    if isinstance(inputs, dict):
+        return "a dict of " + ", ".join(f"{k}: {_describe(v)}" for k, v in inputs.items())
+    if isinstance(inputs, (list, tuple)) and inputs and not _is_strings(inputs):
+        return f"a {type(inputs).__name__} of " + ", ".join(map(_describe, inputs))
+    return f"a {type(inputs).__name__}"
 
 
 def _model_devices(model):
@@ -459,7 +480,11 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
     with ``batch_size`` and ``num_workers``) or a ``DataLoader``. A batch that
     is a tuple or list, as a ``Dataset`` of ``(x, y)`` pairs gives, contributes
     its first element. Model inputs that are dicts are passed as keyword
-    arguments, ``model(**batch)``; tuples as positional arguments.
+    arguments, ``model(**batch)``; tuples as positional arguments. When the
+    first batch makes the model raise (inputs of the wrong shape or dtype),
+    the error is a ``ValueError`` that describes the batch and quotes the
+    model's message; embeddings with NaN or inf (from non-finite inputs) are
+    returned with a ``RuntimeWarning`` that names their rows.
 
     **Memory.** Outputs leave the device batch by batch and are written into one
     preallocated array, or into a ``.npy`` file memory-mapped with
@@ -814,6 +839,19 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
         return h.hexdigest(), pins
 
     def _transform(self, X, out):
+        Z = self._transform_unchecked(X, out)
+        bad = np.concatenate([start + np.flatnonzero(~np.isfinite(Z[start:start + 65536]
+                                                                 ).all(axis=1))
+                              for start in range(0, len(Z), 65536)] or [[]])
+        if len(bad):
+            warnings.warn(
+                f"TorchFeatureExtractor: {len(bad)} of {len(Z)} embeddings contain NaN "
+                f"or inf (rows {bad[:5].tolist()}{' ...' if len(bad) > 5 else ''}); "
+                "the inputs there are probably not finite. Estimators reject "
+                "non-finite embeddings.", RuntimeWarning, stacklevel=_user_stacklevel())
+        return Z
+
+    def _transform_unchecked(self, X, out):
         X = self._check_inputs(X)
         in_process = isinstance(self.memory, str) and self.memory == "auto"
         if self.memory is None or (in_process and out is not None):
@@ -854,13 +892,22 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
               _capture(model.get_submodule(layer), self.capture) as captured,
               tqdm(total=n, unit="sample", desc=type(self).__name__, leave=False,
                    delay=_PROGRESS_DELAY, disable=not self.progress) as bar):
-            for batch in self._batches(X, device):
+            for i, batch in enumerate(self._batches(X, device)):
                 inputs = _to_device(batch, device, float_dtype)
                 with autocast:
                     try:
                         _call(model, inputs)
                     except _StopForward:
                         pass
+                    except (RuntimeError, ValueError, TypeError) as exc:
+                        if i or isinstance(exc, torch.cuda.OutOfMemoryError):
+                            raise
+                        raise ValueError(
+                            "TorchFeatureExtractor: the model failed on the first batch "
+                            f"of X ({_describe(inputs)}); does X have the shape, dtype "
+                            "and form the model expects (see `preprocess`)? The "
+                            f"model said: {exc}"
+                        ) from exc
                 if not captured:
                     raise RuntimeError(
                         f"TorchFeatureExtractor: layer {layer!r} was not called during "

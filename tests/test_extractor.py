@@ -189,6 +189,28 @@ def test_hooks_and_flags_are_restored_when_a_batch_raises(images):
                                manual(model, images)[2].numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_inputs_the_model_cannot_take_are_named_on_the_first_batch(images):
+    model = _make_model()
+    before = snapshot(model)
+    with pytest.raises(ValueError, match=r"first batch of X \(a tensor of shape "
+                       r"\(16, 2, 10, 10\), torch.float32\).*model said: .*channels"):
+        extractor(model).fit_transform(images[:, :2])  # 2 channels, the model takes 3
+    assert_same_state(before, snapshot(model))
+
+
+def test_non_finite_embeddings_are_reported_with_their_rows(images):
+    bad = images.copy()
+    bad[[7, 33], 0, 0, 0] = np.nan
+    ext = extractor(_make_model())
+    with pytest.warns(RuntimeWarning, match=r"2 of 50 embeddings contain NaN or inf "
+                      r"\(rows \[7, 33\]\)") as record:
+        Z = ext.fit_transform(bad)
+    assert record[0].filename == __file__  # points at the caller, not the package
+    assert (~np.isfinite(Z).all(axis=1)).nonzero()[0].tolist() == [7, 33]
+    with pytest.warns(RuntimeWarning, match="2 of 50"):  # a cache hit says it too
+        ext.transform(bad)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_on_cuda_the_model_goes_back_and_gpu_memory_does_not_grow_with_n(model, images):
     expected = extractor(model).fit_transform(images)  # "auto" picks CUDA here
