@@ -95,9 +95,9 @@ def test_x_is_not_modified():
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_smooth_problems_take_lbfgs_and_fista_gives_the_same_heads(n_classes, dtype,
-                                                                   monkeypatch):
+@pytest.mark.parametrize("penalty, dtype", [("l2", np.float32), ("l2", np.float64),
+                                            ("l1", np.float64)])
+def test_lbfgs_and_fista_give_the_same_heads(penalty, n_classes, dtype, monkeypatch):
     # Raw embedding-like features: low rank plus noise, unstandardised (ill-conditioned).
     rng = np.random.default_rng(0)
     X = np.maximum(rng.normal(size=(1500, 5)) @ rng.normal(size=(5, 40))
@@ -105,14 +105,15 @@ def test_smooth_problems_take_lbfgs_and_fista_gives_the_same_heads(n_classes, dt
     y = np.digitize(X @ rng.normal(size=40) + rng.normal(size=1500),
                     np.quantile(X @ rng.normal(size=40), [0.4, 0.7][:n_classes - 1]))
     weights = rng.uniform(0.2, 1, (3, len(y)))  # B = 3 problems
-    kw = dict(weights=weights, l2=np.array([1e-2, 1e-3, 1e-4]), tol=1e-5,
-              max_iter=20000)
+    kw = {"weights": weights, penalty: np.array([1e-2, 1e-3, 1e-4]), "tol": 1e-5,
+          "max_iter": 20000}
     quasi_newton = fit_logistic(X, y, n_classes, **kw)
     monkeypatch.setattr(solver, "_lbfgs", lambda W, c, *a: (W, c, 0, np.zeros(3, bool)))
     first_order = fit_logistic(X, y, n_classes, **kw)
     assert quasi_newton.converged.all() and first_order.converged.all()
     assert quasi_newton.coef.dtype == dtype
-    # measured 184-414 L-BFGS iterations against 2128-2744 of FISTA
+    # measured: L2 184-414 L-BFGS iterations against 2128-2744 of FISTA, L1 579-1198
+    # against 5065-7575
     assert quasi_newton.n_iter * 4 < first_order.n_iter, (quasi_newton.n_iter,
                                                           first_order.n_iter)
 
@@ -121,13 +122,14 @@ def test_smooth_problems_take_lbfgs_and_fista_gives_the_same_heads(n_classes, dt
         if n_classes == 2:
             z = np.concatenate([np.zeros_like(z), z], axis=2)
         loss = -log_softmax(z, axis=2)[np.arange(len(y)), :, y].T  # (B, n)
-        return ((weights * loss).sum(1) / weights.sum(1)
-                + kw["l2"] / 2 * (fit.coef ** 2).sum(axis=(1, 2)))
+        penalty_value = (kw["l2"] / 2 * (fit.coef ** 2).sum(axis=(1, 2)) if "l2" in kw
+                         else kw["l1"] * np.abs(fit.coef).sum(axis=(1, 2)))
+        return (weights * loss).sum(1) / weights.sum(1) + penalty_value
 
     # Same optimum (weights may differ along flat directions): L-BFGS's objective is
-    # at most FISTA's, which stops up to 2.6e-6 above it at this tolerance.
+    # at most FISTA's, which stops up to 2.3e-5 above it at this tolerance.
     f_qn, f_fo = objective(quasi_newton), objective(first_order)
-    assert np.all(f_qn <= f_fo + 1e-7) and np.all(f_fo - f_qn < 1e-5), (f_qn, f_fo)
+    assert np.all(f_qn <= f_fo + 1e-7) and np.all(f_fo - f_qn < 5e-5), (f_qn, f_fo)
 
 
 def test_a_stalled_lbfgs_is_finished_by_fista(monkeypatch):
