@@ -60,10 +60,11 @@ class DFRClassifier(LinearSpurClassifier):
     max_iter : int, default=2000
         Maximum solver iterations per batch of fits.
     tol : float, default=1e-3
-        Solver tolerance on the proximal-gradient residual. The final head is an
-        average over subsamples, which differ from each other far more than a
-        tighter tolerance changes each fit (checked against the liblinear recipe
-        in the tests and ``benchmarks/bench_dfr.py``).
+        Solver tolerance on the optimality residual (the gradient, with the L1
+        subgradient). The final head is an average over subsamples, which
+        differ from each other far more than a tighter tolerance changes each
+        fit (checked against the liblinear recipe in the tests and
+        ``benchmarks/bench_dfr.py``).
     random_state : int, RandomState instance or None, default=None
         Controls the halves and the subsamples.
 

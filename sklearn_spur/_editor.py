@@ -245,7 +245,7 @@ class SingleWeightEditor(SpurClassifierBase):
     max_iter : int, default=2000
         Maximum solver iterations.
     tol : float, default=1e-4
-        Solver tolerance: the largest gradient entry (L-BFGS) at the optimum.
+        Solver tolerance: stop when no gradient entry exceeds it.
     cache : bool, default=True
         Keep the last 16 fitted sub-class heads in memory, keyed by a hash of
         the embeddings, labels, attribute, head and every parameter but

@@ -915,7 +915,7 @@ class RRClArCClassifier(LinearSpurClassifier):
         Maximum solver iterations (raw embeddings are not standardised, so the
         solver may need more than for standardised ones).
     tol : float, default=1e-4
-        Solver tolerance: the largest gradient entry (L-BFGS) at the optimum.
+        Solver tolerance: stop when no gradient entry exceeds it.
 
     Attributes
     ----------
