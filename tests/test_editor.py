@@ -359,8 +359,8 @@ def test_edit_fitted_on_training_split_lifts_wga_far_above_strength_zero(
     erm = baselines["waterdigits"]["erm"]
     strength, wga_0, wga_tuned = _tuned_on_val(ed, b)
     assert abs(wga_0 - erm) <= 0.15, (erm, wga_0)  # unedited: near ERM (0.37 vs 0.30)
-    # The issue asks for +0.40. Measured +0.396 (0.365 -> 0.761) on this dataset
-    # version, +0.34 / +0.39 with random_state 1 / 2, +0.52 on the previous recipe.
+    # The issue asks for +0.40. Measured +0.396 (0.367 -> 0.763; 0.772 at the best
+    # strength on test) on this dataset, +0.34 / +0.39 with random_state 1 / 2.
     assert wga_tuned >= wga_0 + 0.35, (wga_0, wga_tuned)
     # the shift that works is of the order of the prior's log-odds, log(0.95 / 0.05)
     assert np.log(19) - 1 <= -np.log1p(-strength) <= 2.5 * np.log(19), strength
@@ -371,7 +371,7 @@ def test_edit_fitted_on_training_split_lifts_wga_far_above_strength_zero(
 
 def test_edit_fitted_on_training_split_multiclass(waterdigits3, train_fits):
     _, wga_0, wga_tuned = _tuned_on_val(train_fits[3], waterdigits3)
-    assert wga_tuned >= wga_0 + 0.15, (wga_0, wga_tuned)  # measured 0.42 -> 0.67
+    assert wga_tuned >= wga_0 + 0.15, (wga_0, wga_tuned)  # measured 0.40 -> 0.66
 
 
 def test_strength_zero_reproduces_the_unedited_subclass_head(waterdigits, train_fits):
@@ -395,7 +395,7 @@ def test_fitted_on_validation_with_tuned_strength_matches_dfr(fixture, request,
                               cv=StratifiedKFold(5, shuffle=True, random_state=0))
         search.fit(b.X_val, b.y_val, spurious=b.spurious_val)
     ours = _wga(b, "test", search.predict(b.X_test))
-    assert ours >= dfr - 0.03, (dfr, ours)  # measured 0.80 vs 0.80 (2 and 3 classes)
+    assert ours >= dfr - 0.03, (dfr, ours)  # measured 0.825 vs 0.815, 0.778 vs 0.795
 
 
 @pytest.mark.parametrize("fixture", ["waterdigits", "waterdigits3"])
@@ -405,4 +405,4 @@ def test_without_spurious_closes_60_percent_of_the_gap_to_dfr(fixture, request,
     erm, dfr = baselines[fixture]["erm"], baselines[fixture]["dfr"]
     ed = SingleWeightEditor(head=b.head).fit(b.X_val, b.y_val)  # no annotation anywhere
     ours = _wga(b, "test", ed.predict(b.X_test))
-    assert (ours - erm) / (dfr - erm) >= 0.60, (erm, ours, dfr)  # measured 1.00 / 0.90
+    assert (ours - erm) / (dfr - erm) >= 0.60, (erm, ours, dfr)  # measured 1.01 / 0.93
