@@ -37,7 +37,6 @@ import threading
 import time
 import warnings
 
-import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 

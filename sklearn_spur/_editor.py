@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 import warnings
-from collections import OrderedDict
 from numbers import Integral, Real
 
 import joblib
@@ -18,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import SpurClassifierBase
+from ._cache import LRUCache, update_hash
 from ._groups import check_spurious, encode_groups
 from ._heads import resolve_head
 from ._solver import fit_logistic, standardize_stats
@@ -97,55 +96,14 @@ class SubclassPooling(torch.nn.Module):
         return f"n_outputs={int(self.valid.sum())}, n_classes={self.index.shape[0]}"
 
 
-class _FitCache:
-    """The last few sub-class heads, keyed by a hash of everything the fit reads.
-
-    The fit is deterministic, so a hit is exactly what refitting would give;
-    only ``strength`` (applied at prediction time) is left out of the key.
-    """
-
-    def __init__(self, maxsize=16):
-        self.maxsize = maxsize
-        self._entries = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            state = self._entries.get(key)
-            if state is None:
-                self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-        return _copy_state(state)
-
-    def put(self, key, state):
-        with self._lock:
-            self._entries[key] = _copy_state(state)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
-
-    def clear(self):
-        with self._lock:
-            self._entries.clear()
-            self.hits = self.misses = 0
-
-
-_FIT_CACHE = _FitCache()
+# The last few sub-class heads, keyed by a hash of everything the fit reads. The
+# fit is deterministic, so a hit is exactly what refitting would give; only
+# ``strength`` (applied at prediction time) is left out of the key.
+_FIT_CACHE = LRUCache(max_entries=16)
 
 
 def _copy_state(state):
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
-
-
-def _hash_array(h, X, rows=16384):
-    """Feed ``X``'s bytes to ``h`` in bounded row blocks (no full copy)."""
-    h.update(f"{X.shape}{X.dtype.str}".encode())
-    for start in range(0, X.shape[0], rows):
-        h.update(np.ascontiguousarray(X[start:start + rows]).data)
 
 
 class SingleWeightEditor(SpurClassifierBase):
@@ -377,14 +335,16 @@ class SingleWeightEditor(SpurClassifierBase):
                 head = resolve_head(None, X, y, who=_WHO)
             state = self._fit_state(X, y, s, head)
             if key is not None:
-                _FIT_CACHE.put(key, state)
+                _FIT_CACHE.put(key, _copy_state(state))
+        else:
+            state = _copy_state(state)
         for name, value in state.items():
             setattr(self, name, value)
         return self
 
     def _cache_key(self, X, y, s, head):
         h = hashlib.sha256()  # hardware-accelerated on most CPUs: ~2x blake2b here
-        _hash_array(h, X)
+        update_hash(h, X)
         params = {k: v for k, v in self.get_params(deep=False).items()
                   if k not in ("head", "strength", "cache")}
         small = (type(self).__qualname__, params, y, s,

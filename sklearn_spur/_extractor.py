@@ -16,9 +16,7 @@ import pickle
 import sys
 import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 
 import joblib
@@ -31,6 +29,8 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from tqdm.auto import tqdm
 
+from ._cache import LRUCache, update_hash
+
 __all__ = ["TorchFeatureExtractor"]
 
 #: Size limit of the in-process embedding cache shared by all extractors
@@ -38,7 +38,6 @@ __all__ = ["TorchFeatureExtractor"]
 CACHE_MAX_BYTES = 1 << 30
 
 _AUTOCAST_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-_HASH_CHUNK = 1 << 24
 #: Seconds before the progress bar shows up (short extractions print nothing).
 _PROGRESS_DELAY = 2.0
 
@@ -47,48 +46,7 @@ class _StopForward(Exception):
     """Raised by the capture hook once the layer's tensor is in hand."""
 
 
-class _EmbeddingCache:
-    """A thread-safe LRU of read-only float32 arrays, bounded in bytes.
-
-    An entry may *pin* objects whose ``id()`` went into its key, so that those
-    ids cannot be reused by other objects while the entry lives.
-    """
-
-    def __init__(self):
-        self._entries = OrderedDict()
-        self._nbytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                return None
-            self._entries.move_to_end(key)
-            return entry[0]
-
-    def put(self, key, array, pins):
-        if array.nbytes > CACHE_MAX_BYTES:
-            return
-        frozen = np.array(array, dtype=np.float32)  # a private, in-memory copy
-        frozen.flags.writeable = False
-        with self._lock:
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._nbytes -= old[0].nbytes
-            self._entries[key] = (frozen, pins)
-            self._nbytes += frozen.nbytes
-            while self._nbytes > CACHE_MAX_BYTES:
-                _, (evicted, _) = self._entries.popitem(last=False)
-                self._nbytes -= evicted.nbytes
-
-    def clear(self):
-        with self._lock:
-            self._entries.clear()
-            self._nbytes = 0
-
-
-_CACHE = _EmbeddingCache()
+_CACHE = LRUCache(max_bytes=CACHE_MAX_BYTES)  # read-only float32 arrays
 # Clones share their model (see `__sklearn_clone__`); runs borrow it one at a time.
 _RUN_LOCK = threading.RLock()
 
@@ -206,10 +164,13 @@ def _pool(value, pooling):
 def _user_stacklevel():
     """``stacklevel`` of the first caller outside this package and scikit-learn."""
     frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
-            "sklearn_spur", "sklearn"):
+    while frame is not None and _top_package(frame) in {"sklearn_spur", "sklearn"}:
         frame, level = frame.f_back, level + 1
     return level
+
+
+def _top_package(frame):
+    return frame.f_globals.get("__name__", "").partition(".")[0]
 
 
 def _describe(inputs):
@@ -217,7 +178,8 @@ def _describe(inputs):
     if isinstance(inputs, torch.Tensor):
         return f"a tensor of shape {tuple(inputs.shape)}, {inputs.dtype}"
     if isinstance(inputs, dict):
-        return "a dict of " + ", ".join(f"{k}: {_describe(v)}" for k, v in inputs.items())
+        return "a dict of " + ", ".join(f"{k}: {_describe(v)}"
+                                        for k, v in inputs.items())
     if isinstance(inputs, (list, tuple)) and inputs and not _is_strings(inputs):
         return f"a {type(inputs).__name__} of " + ", ".join(map(_describe, inputs))
     return f"a {type(inputs).__name__}"
@@ -238,32 +200,11 @@ def _floating_dtype(model):
     return None
 
 
-def _sha256(a):
-    return hashlib.sha256(np.ascontiguousarray(a).data).digest()
-
-
-def _update_array(h, a):
-    """Feed dtype, shape and bytes of ``a`` to ``h``; large arrays in parallel chunks.
-
-    hashlib releases the GIL, so threads hash ~16 MiB chunks on every core; the
-    chunk digests go to ``h`` in order. No copy of ``a`` unless it is strided.
-    """
-    h.update(f"{a.dtype.str}{a.shape}".encode())
-    if a.ndim == 0 or a.nbytes <= 2 * _HASH_CHUNK:
-        h.update(_sha256(a))
-        return
-    rows = max(1, _HASH_CHUNK // max(1, a[:1].nbytes))
-    chunks = [a[i:i + rows] for i in range(0, len(a), rows)]
-    with ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1)) as pool:
-        for digest in pool.map(_sha256, chunks):
-            h.update(digest)
-
-
 def _update_tensor(h, t):
     t = t.detach()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
     if t.numel():
-        _update_array(h, t.contiguous().reshape(-1).view(torch.uint8).cpu().numpy())
+        update_hash(h, t.contiguous().reshape(-1).view(torch.uint8).cpu().numpy())
 
 
 def _update_inputs(h, X):
@@ -275,7 +216,7 @@ def _update_inputs(h, X):
     if torch.is_tensor(X):
         _update_tensor(h, X)
     elif isinstance(X, np.ndarray) and X.dtype.kind in "biufc":
-        _update_array(h, X)
+        update_hash(h, X)
     elif isinstance(X, (str, bytes)):
         b = X if isinstance(X, bytes) else X.encode("utf-8", "surrogatepass")
         h.update(len(b).to_bytes(8, "little"))
@@ -863,7 +804,10 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
             Z = _CACHE.get(key)
             if Z is None:
                 Z = self._extract(X)
-                _CACHE.put(key, Z, pins)
+                if Z.nbytes <= CACHE_MAX_BYTES:
+                    frozen = np.array(Z, dtype=np.float32)  # a private, in-memory copy
+                    frozen.flags.writeable = False
+                    _CACHE.put(key, frozen, nbytes=frozen.nbytes, pins=pins)
                 return Z
             return np.array(Z)  # the cached array stays private
         Z = check_memory(self.memory).cache(_embeddings_for_key, ignore=["compute"])(

@@ -187,7 +187,8 @@ def fit_logistic(
     if converged.all() or it >= max_iter:
         coef = W * inv_scale
         intercept = c - np.einsum("bkd,d->bk", coef, mean)
-        return LogisticFit(coef=coef, intercept=intercept, n_iter=it, converged=converged)
+        return LogisticFit(coef=coef, intercept=intercept, n_iter=it,
+                           converged=converged)
 
     # Lipschitz constants by power iteration on the weighted Gram matrix of [x~, 1].
     rng = np.random.default_rng(0)
@@ -263,8 +264,8 @@ def _lbfgs(W, c, scores, smooth_grad, onehot, w_samples, l1, l2, sub, V, max_ite
 
     def unpack(theta):
         Wm = theta[:n_w] - theta[n_w:2 * n_w] if split else theta[:n_w]
-        return Wm.reshape(W.shape).astype(dtype), theta[-c.size:].reshape(c.shape).astype(
-            dtype)
+        cm = theta[-c.size:]
+        return Wm.reshape(W.shape).astype(dtype), cm.reshape(c.shape).astype(dtype)
 
     def fun(theta):
         Wm, cm = unpack(theta)

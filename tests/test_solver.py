@@ -98,7 +98,7 @@ def test_x_is_not_modified():
 @pytest.mark.parametrize("penalty, dtype", [("l2", np.float32), ("l2", np.float64),
                                             ("l1", np.float64)])
 def test_lbfgs_and_fista_give_the_same_heads(penalty, n_classes, dtype, monkeypatch):
-    # Raw embedding-like features: low rank plus noise, unstandardised (ill-conditioned).
+    # Raw embedding-like features: low rank plus noise, unstandardised: ill-conditioned.
     rng = np.random.default_rng(0)
     X = np.maximum(rng.normal(size=(1500, 5)) @ rng.normal(size=(5, 40))
                    + 0.1 * rng.normal(size=(1500, 40)), 0).astype(dtype)
