@@ -114,8 +114,9 @@ def baselines():
     return {
         "LogisticRegression": (lambda X, y, s: LogisticRegression().fit(X, y),
                                lambda m, X: m.predict(X)),
-        "reference DFR": (lambda X, y, s: dfr_reference(X, y, 2 * y + s, random_state=0),
-                          lambda m, X: predict_reference(m, X, [0, 1])),
+        "reference DFR": (
+            lambda X, y, s: dfr_reference(X, y, 2 * y + s, random_state=0),
+            lambda m, X: predict_reference(m, X, [0, 1])),
     }
 
 
