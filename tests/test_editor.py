@@ -360,7 +360,7 @@ def test_edit_fitted_on_training_split_lifts_wga_far_above_strength_zero(
     strength, wga_0, wga_tuned = _tuned_on_val(ed, b)
     assert abs(wga_0 - erm) <= 0.15, (erm, wga_0)  # unedited: near ERM (0.37 vs 0.30)
     # The issue asks for +0.40. Measured +0.396 (0.367 -> 0.763; 0.772 at the best
-    # strength on test) on this dataset, +0.34 / +0.39 with random_state 1 / 2.
+    # strength on test) on this dataset, +0.37 / +0.38 with random_state 1 / 2.
     assert wga_tuned >= wga_0 + 0.35, (wga_0, wga_tuned)
     # the shift that works is of the order of the prior's log-odds, log(0.95 / 0.05)
     assert np.log(19) - 1 <= -np.log1p(-strength) <= 2.5 * np.log(19), strength
