@@ -3,19 +3,28 @@
 Post-hoc methods over a frozen backbone's embeddings, with scikit-learn's API:
 group metrics, DFR, concept-direction removal (SpuriousProbe, RR-ClArC),
 single-weight editing, neuron tuning, and the way back into the torch model.
+
+Layout: :mod:`sklearn_spur.methods` (one module per last-layer estimator),
+:mod:`sklearn_spur.concepts` (concept directions), :mod:`sklearn_spur.torch`
+(extractor and export; the only part that imports torch, and only when one of
+its names is first used), :mod:`sklearn_spur.metrics`, and a private core
+(``sklearn_spur._core``: groups, heads, solver, selection, template, cache).
 """
 
-from ._dfr import DFRClassifier, ERMClassifier
-from ._editor import SingleWeightEditor, strength_grid
-from ._export import replace_head, to_torch
-from ._extractor import TorchFeatureExtractor
+import importlib
+
 from ._io import load_embeddings, save_embeddings
-from ._neurontune import (
+from .concepts import SpuriousProbe
+from .methods import (
+    DFRClassifier,
+    ERMClassifier,
     NeuronTuner,
+    RRClArCClassifier,
+    SingleWeightEditor,
     neuron_delta_scorer,
+    strength_grid,
     worst_class_scorer,
 )
-from ._probe import RRClArCClassifier, SpuriousProbe
 from .metrics import (
     group_report,
     make_worst_group_scorer,
@@ -25,6 +34,27 @@ from .metrics import (
 )
 
 __version__ = "0.1.0"
+
+# Names whose import needs torch: resolved on first access (PEP 562), so that
+# `import sklearn_spur` on precomputed embeddings never loads torch.
+_TORCH_NAMES = {
+    "TorchFeatureExtractor": "sklearn_spur.torch.extractor",
+    "replace_head": "sklearn_spur.torch.export",
+    "to_torch": "sklearn_spur.torch.export",
+}
+
+
+def __getattr__(name):
+    if name in _TORCH_NAMES:
+        return getattr(importlib.import_module(_TORCH_NAMES[name]), name)
+    if name in ("torch", "datasets", "plotting", "cli", "utils"):
+        return importlib.import_module(f"sklearn_spur.{name}")
+    raise AttributeError(f"module 'sklearn_spur' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_TORCH_NAMES])
+
 
 __all__ = [
     "DFRClassifier",

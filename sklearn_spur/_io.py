@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._groups import check_spurious
+from ._core.groups import check_spurious
 
 __all__ = ["load_embeddings", "save_embeddings"]
 

@@ -37,13 +37,13 @@ class Method:
 
 
 def _erm(train, val, head, seed):
-    from ._dfr import ERMClassifier
+    from .methods import ERMClassifier
 
     return ERMClassifier(head=head).fit(train.X, train.y)
 
 
 def _dfr(train, val, head, seed):
-    from ._dfr import DFRClassifier
+    from .methods.dfr import DFRClassifier
 
     return DFRClassifier(random_state=seed).fit(val.X, val.y, spurious=val.spurious)
 
@@ -70,7 +70,7 @@ def _probe(train, val, head, seed):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    from ._probe import SpuriousProbe
+    from .concepts.probe import SpuriousProbe
 
     probe = SpuriousProbe().fit(val.X, val.y, spurious=val.spurious)
     return make_pipeline(FrozenEstimator(probe), LogisticRegression(
@@ -82,7 +82,7 @@ def _rrclarc(train, val, head, seed):
     # lam chosen by worst-group accuracy on validation.
     from sklearn.frozen import FrozenEstimator
 
-    from ._probe import RRClArCClassifier, SpuriousProbe
+    from . import RRClArCClassifier, SpuriousProbe
 
     probe = FrozenEstimator(SpuriousProbe().fit(val.X, val.y, spurious=val.spurious))
     return _best_on_val([
@@ -93,7 +93,7 @@ def _rrclarc(train, val, head, seed):
 def _editor(train, val, head, seed):
     # Sub-class head fitted on train with the attribute; strength tuned on val
     # (changing it needs no refit).
-    from ._editor import SingleWeightEditor, strength_grid
+    from .methods.editor import SingleWeightEditor, strength_grid
 
     editor = SingleWeightEditor(head=head).fit(train.X, train.y, spurious=train.spurious)
     candidates = [clone_fitted(editor, strength=st) for st in strength_grid(25)]
@@ -102,14 +102,14 @@ def _editor(train, val, head, seed):
 
 def _editor_free(train, val, head, seed):
     # No attribute anywhere: sub-classes inferred from the head on held-out data.
-    from ._editor import SingleWeightEditor
+    from .methods.editor import SingleWeightEditor
 
     return SingleWeightEditor(head=head, strength=0.0).fit(val.X, val.y)
 
 
 def _tuner(train, val, head, seed):
     # No attribute anywhere: identification and retraining on held-out data.
-    from ._neurontune import NeuronTuner
+    from .methods.neurontune import NeuronTuner
 
     return NeuronTuner(head=head, random_state=seed).fit(val.X, val.y)
 

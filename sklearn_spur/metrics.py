@@ -13,10 +13,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.metrics._scorer import _Scorer
-from sklearn.utils.metadata_routing import MetadataRequest
 from sklearn.utils._param_validation import StrOptions, validate_params
+from sklearn.utils.metadata_routing import MetadataRequest
 
-from ._groups import check_labels, check_spurious, encode_groups, missing_spurious_message
+from ._core.groups import (
+    check_labels,
+    check_spurious,
+    encode_groups,
+    missing_spurious_message,
+)
 from .exceptions import SpuriousNotRoutedError
 
 __all__ = [

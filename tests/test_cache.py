@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 
-from sklearn_spur._cache import LRUCache, update_hash
+from sklearn_spur._core.cache import LRUCache, update_hash
 
 
 def test_lru_evicts_the_least_recent_entry_by_count_and_by_bytes():

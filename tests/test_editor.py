@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-import sklearn_spur._editor as editor_module
+import sklearn_spur.methods.editor as editor_module
 from sklearn_spur import (
     DFRClassifier,
     ERMClassifier,
@@ -17,7 +17,7 @@ from sklearn_spur import (
     worst_group_accuracy,
     worst_group_scorer,
 )
-from sklearn_spur._editor import SingleWeightEditor, strength_grid
+from sklearn_spur.methods.editor import SingleWeightEditor, strength_grid
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_spur import DFRClassifier, ERMClassifier, replace_head, to_torch
-from sklearn_spur._heads import resolve_head
+from sklearn_spur._core.heads import resolve_head
 from sklearn_spur.exceptions import UnfittedHeadError
 
 

@@ -17,14 +17,14 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-import sklearn_spur._extractor as extractor_module
+import sklearn_spur.torch.extractor as extractor_module
 from sklearn_spur import (
     DFRClassifier,
     ERMClassifier,
     TorchFeatureExtractor,
     worst_group_accuracy,
 )
-from sklearn_spur._heads import resolve_head
+from sklearn_spur._core.heads import resolve_head
 
 
 class TinyCNN(nn.Module):

@@ -17,7 +17,7 @@ from sklearn.model_selection import GridSearchCV
 from threadpoolctl import threadpool_limits
 
 from sklearn_spur import DFRClassifier, ERMClassifier, replace_head, worst_group_scorer
-from sklearn_spur._neurontune import (
+from sklearn_spur.methods.neurontune import (
     NeuronTuner,
     neuron_delta_scorer,
     neuron_deltas,

@@ -15,9 +15,9 @@ from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from sklearn_spur import to_torch, worst_group_accuracy, worst_group_scorer
-from sklearn_spur._heads import as_linear_head, resolve_head
-from sklearn_spur._probe import RRClArCClassifier, SpuriousProbe
-from sklearn_spur._solver import fit_logistic
+from sklearn_spur._core.heads import as_linear_head, resolve_head
+from sklearn_spur import RRClArCClassifier, SpuriousProbe
+from sklearn_spur._core.solver import fit_logistic
 from sklearn_spur.exceptions import MissingSpuriousError
 
 

@@ -583,7 +583,7 @@ def test_tensor_inputs(fitted, est_id):
 
 def test_tensor_conversion_is_shared():
     """GPU tensors (and bfloat16, which numpy lacks) go through one helper."""
-    from sklearn_spur._groups import host_array as _host_array
+    from sklearn_spur._core.groups import host_array as _host_array
 
     t = torch.from_numpy(X0).to(torch.bfloat16).requires_grad_(False)
     a = _host_array(t)
@@ -654,7 +654,7 @@ def test_gpu_fitted_model_loads_on_cpu(tmp_path):
 
 
 def test_gpu_state_is_moved_on_pickle_only_for_accelerators():
-    from sklearn_spur._base import _cpu_copy
+    from sklearn_spur._core.base import _cpu_copy
 
     head = _torch_head()
     assert _cpu_copy(head) is head  # CPU objects pickle as they are

@@ -8,8 +8,8 @@ import sklearn
 from scipy.special import log_softmax
 from sklearn.linear_model import LogisticRegression
 
-import sklearn_spur._solver as solver
-from sklearn_spur._solver import fit_logistic, standardize_stats
+import sklearn_spur._core.solver as solver
+from sklearn_spur._core.solver import fit_logistic, standardize_stats
 
 # scikit-learn 1.8 deprecated `penalty`; before it, `l1_ratio` alone is ignored.
 _NEW_API = tuple(int(v) for v in sklearn.__version__.split(".")[:2]) >= (1, 8)

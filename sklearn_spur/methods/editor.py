@@ -8,20 +8,19 @@ from numbers import Integral, Real
 
 import joblib
 import numpy as np
-import torch
 from scipy.special import log_softmax
 from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import SpurClassifierBase
-from ._cache import LRUCache, update_hash
-from ._groups import check_spurious, encode_groups
-from ._heads import resolve_head
-from ._solver import fit_logistic, standardize_stats
+from .._core.base import SpurClassifierBase
+from .._core.cache import LRUCache, update_hash
+from .._core.groups import check_spurious, encode_groups
+from .._core.heads import resolve_head
+from .._core.solver import fit_logistic, standardize_stats
 
-__all__ = ["SingleWeightEditor", "SubclassPooling", "strength_grid"]
+__all__ = ["SingleWeightEditor", "strength_grid"]
 
 _WHO = "SingleWeightEditor"
 _INFERRED_VALUES = ["confident", "other"]
@@ -62,38 +61,6 @@ def strength_grid(n_strengths=25, max_shift=8.0, *, include_one=False):
         raise ValueError("strength_grid: n_strengths must be >= 1 and max_shift > 0.")
     strengths = -np.expm1(-np.linspace(0.0, float(max_shift), int(n_strengths)))
     return np.append(strengths, 1.0) if include_one else strengths
-
-
-class SubclassPooling(torch.nn.Module):
-    """Class pooling: ``(n, n_outputs) -> (n, n_classes)``.
-
-    Parameters
-    ----------
-    output_class : sequence of int
-        Class index of every sub-class output.
-    """
-
-    def __init__(self, output_class):
-        super().__init__()
-        output_class = np.asarray(output_class, dtype=np.int64)
-        n_classes = int(output_class.max()) + 1
-        width = int(np.bincount(output_class).max())
-        index = np.zeros((n_classes, width), np.int64)
-        valid = np.zeros((n_classes, width), bool)
-        for c in range(n_classes):  # classes, not samples
-            members = np.flatnonzero(output_class == c)
-            index[c, :len(members)] = members
-            valid[c, :len(members)] = True
-        self.register_buffer("index", torch.as_tensor(index))
-        self.register_buffer("valid", torch.as_tensor(valid))
-
-    def forward(self, z):
-        gathered = z[:, self.index]  # (n, n_classes, width)
-        gathered = gathered.masked_fill(~self.valid, float("-inf"))
-        return torch.logsumexp(gathered, dim=2)
-
-    def extra_repr(self):
-        return f"n_outputs={int(self.valid.sum())}, n_classes={self.index.shape[0]}"
 
 
 # The last few sub-class heads, keyed by a hash of everything the fit reads. The
@@ -654,6 +621,10 @@ class SingleWeightEditor(SpurClassifierBase):
 
     # -------------------------------------------------------------- export
     def _torch_module(self, dtype):
+        import torch
+
+        from ..torch.modules import SubclassPooling
+
         check_is_fitted(self)
         W = self.subclass_coef_
         b = self._edited_intercept(self._shifts([self.strength])[0])
@@ -679,6 +650,6 @@ class SingleWeightEditor(SpurClassifierBase):
             logits in ``classes_`` order, a drop-in replacement for the model's
             last layer (:func:`~sklearn_spur.replace_head`).
         """
-        from ._export import to_torch
+        from ..torch.export import to_torch
 
         return to_torch(self, dtype=dtype)

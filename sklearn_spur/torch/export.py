@@ -9,7 +9,7 @@ import torch
 from sklearn.frozen import FrozenEstimator
 from sklearn.pipeline import Pipeline
 
-from ._heads import as_linear_head, pullback_steps
+from .._core.heads import as_linear_head, pullback_steps
 
 __all__ = ["to_torch", "replace_head", "fold_into_first_linear"]
 

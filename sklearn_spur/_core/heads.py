@@ -22,8 +22,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from ._groups import host_array
-from .exceptions import UnfittedHeadError
+from ..exceptions import UnfittedHeadError
+from .groups import host_array
 
 __all__ = ["LinearHead", "resolve_head", "as_linear_head", "pullback", "pullback_steps"]
 

@@ -19,11 +19,11 @@ from sklearn.utils import check_array, check_random_state, metadata_routing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from ._base import FLOAT_DTYPES, LinearSpurClassifier
-from ._groups import balanced_weights
-from ._heads import resolve_head
-from ._solver import fit_logistic, standardize_stats
-from .metrics import worst_class_accuracy
+from .._core.base import FLOAT_DTYPES, LinearSpurClassifier
+from .._core.groups import balanced_weights
+from .._core.heads import resolve_head
+from .._core.solver import fit_logistic, standardize_stats
+from ..metrics import worst_class_accuracy
 
 __all__ = [
     "NeuronTuner",

@@ -29,7 +29,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from tqdm.auto import tqdm
 
-from ._cache import LRUCache, update_hash
+from .._core.cache import LRUCache, update_hash
 
 __all__ = ["TorchFeatureExtractor"]
 

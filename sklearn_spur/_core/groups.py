@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn import get_config
 
-from .exceptions import MissingSpuriousError
+from ..exceptions import MissingSpuriousError
 
 __all__ = [
     "Groups",

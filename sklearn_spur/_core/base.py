@@ -17,8 +17,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._groups import check_labels, check_spurious, host_array
-from ._heads import LinearHead
+from .groups import check_labels, check_spurious, host_array
+from .heads import LinearHead
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -209,6 +209,6 @@ class LinearSpurClassifier(SpurClassifierBase):
         module : torch.nn.Linear
             Logits for ``classes_`` in order, 2 outputs for 2 classes.
         """
-        from ._export import to_torch
+        from ..torch.export import to_torch
 
         return to_torch(self, dtype=dtype)
