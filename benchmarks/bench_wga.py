@@ -246,7 +246,7 @@ def fit_rrclarc(d, seed, fast):
     base = 1.0 / float(np.mean(np.var(proj, axis=0)))
     best = (-1.0, None)
     for lam in [0.0] + [base * 10.0 ** k for k in range(-2, 3)]:
-        model = RRClArCClassifier(FrozenEstimator(probe), head=d["head"], lam=lam,
+        model = RRClArCClassifier(probe=FrozenEstimator(probe), head=d["head"], lam=lam,
                                   class_weight="balanced")
         model.fit(d["X_train"], d["y_train"])
         score = _wga(model, d["X_val"], d["y_val"], d["spurious_val"])

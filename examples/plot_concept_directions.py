@@ -119,7 +119,7 @@ print(f"SVM direction: cosine with the pattern {cos:.2f}; colour AUC after remov
 lams = [0.0, 0.1, 1.0, 100.0] if FAST else [0.0, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0]
 curve = []
 for lam in lams:
-    rr = RRClArCClassifier(FrozenEstimator(probe), head=data.head, lam=lam,
+    rr = RRClArCClassifier(probe=FrozenEstimator(probe), head=data.head, lam=lam,
                            class_weight="balanced").fit(data.X_train, data.y_train)
     curve.append((lam, abs(rr.head_sensitivity_[0, 0]), wga(rr, "val"), wga(rr)))
 print("     lam   |W v|  val WGA  test WGA")
@@ -144,7 +144,7 @@ X_all = np.concatenate([data.X_train, data.X_val])
 y_all = np.concatenate([data.y_train, data.y_val])
 s_all = np.concatenate([data.spurious_train, data.spurious_val])
 train_then_val = [(np.arange(n_train), np.arange(n_train, n_train + n_val))]
-rr = RRClArCClassifier(FrozenEstimator(probe), head=data.head, class_weight="balanced")
+rr = RRClArCClassifier(probe=FrozenEstimator(probe), head=data.head, class_weight="balanced")
 with sklearn.config_context(enable_metadata_routing=True):
     search = GridSearchCV(rr, {"lam": lams}, scoring=worst_group_scorer,
                           cv=train_then_val, refit=False)

@@ -41,7 +41,7 @@ from sklearn_spur.plotting import GroupAccuracyDisplay
 
 FAST = os.environ.get("SKLEARN_SPUR_FAST") == "1"
 n_fits = 3 if FAST else 20
-c_grid = (1.0, 0.1, 0.01) if FAST else DFRClassifier().C_grid
+c_grid = (1.0, 0.1, 0.01) if FAST else DFRClassifier().Cs
 data = make_waterdigits(n_classes=3, rho=0.95, random_state=0)
 print(f"{data.X_train.shape[0]} training embeddings of {data.X_train.shape[1]} units; "
       f"colour == class for {np.mean(data.y_train == data.spurious_train):.2f} of them")
@@ -61,7 +61,7 @@ print(report_erm)
 # sub-classes (one per colour); the fictitious one is the colour the CNN's
 # head associates with the class; strength chosen on validation along its
 # path (one fit).
-dfr = DFRClassifier(C_grid=c_grid, n_fits=n_fits, random_state=0).fit(
+dfr = DFRClassifier(Cs=c_grid, n_fits=n_fits, random_state=0).fit(
     data.X_val, data.y_val, spurious=data.spurious_val)
 
 probe = SpuriousProbe().fit(data.X_val, data.y_val, spurious=data.spurious_val)

@@ -15,16 +15,8 @@ import importlib
 
 from ._io import load_embeddings, save_embeddings
 from .concepts import SpuriousProbe
-from .methods import (
-    DFRClassifier,
-    ERMClassifier,
-    NeuronTuner,
-    RRClArCClassifier,
-    SingleWeightEditor,
-    neuron_delta_scorer,
-    strength_grid,
-    worst_class_scorer,
-)
+from . import methods
+from .methods import *  # noqa: F403 (every method, found by the package)
 from .metrics import (
     group_report,
     make_worst_group_scorer,
@@ -56,24 +48,17 @@ def __dir__():
     return sorted([*globals(), *_TORCH_NAMES])
 
 
-__all__ = [
-    "DFRClassifier",
-    "ERMClassifier",
-    "NeuronTuner",
-    "RRClArCClassifier",
-    "SingleWeightEditor",
+__all__ = sorted([
+    *methods.__all__,
     "SpuriousProbe",
     "TorchFeatureExtractor",
     "group_report",
     "load_embeddings",
     "make_worst_group_scorer",
-    "neuron_delta_scorer",
     "replace_head",
     "save_embeddings",
-    "strength_grid",
     "to_torch",
     "worst_class_accuracy",
-    "worst_class_scorer",
     "worst_group_accuracy",
     "worst_group_scorer",
-]
+])

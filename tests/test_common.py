@@ -1,18 +1,31 @@
-"""scikit-learn's estimator checks over every estimator of the package.
+"""scikit-learn's estimator checks over every estimator of the registry.
 
-scikit-learn's checks call ``fit(X, y)`` without metadata. Estimators that
-*require* the spurious attribute (DFRClassifier, SpuriousProbe, RRClArCClassifier) are
-therefore checked through a subclass that supplies a deterministic attribute
-when none is given (a constant, so groups are classes); everything else about them,
-their ``fit`` code included, is the real estimator.
+The estimators come from :func:`sklearn_spur.utils.discovery.all_estimators`,
+so a new method is checked without being listed here. scikit-learn's checks
+call ``fit(X, y)`` without metadata: an estimator that cannot fit without the
+spurious attribute (as it declares, :func:`requirements`) is checked through a
+subclass that supplies a constant attribute when none is given (groups are
+then the classes); everything else about it, its ``fit`` code included, is the
+real estimator.
 """
+
+import inspect
 
 import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import _num_samples
 
-import sklearn_spur as ss
+from sklearn_spur.utils.discovery import all_estimators, requirements
+
+# Extra instances, or parameters that keep the checks fast; every estimator of
+# the registry is checked with its defaults when it is not named here.
+VARIANTS = {
+    "DFRClassifier": [{"n_fits": 2, "random_state": 0}],
+    "RRClArCClassifier": [{"tol": 1e-3}],
+    "SingleWeightEditor": [{}, {"strength": 0.9, "cache": False}],
+    "NeuronTuner": [{}, {"aggregate": "class"}],
+}
 
 
 def _with_default_spurious(cls):
@@ -20,7 +33,6 @@ def _with_default_spurious(cls):
 
     def fit(self, X, y=None, *, spurious=None, **kwargs):
         if spurious is None:
-            # one attribute value: groups are the classes
             try:
                 spurious = np.zeros(_num_samples(X), dtype=int)
             except TypeError:  # not array-like: let the estimator's validation say so
@@ -33,29 +45,33 @@ def _with_default_spurious(cls):
     return sub
 
 
+def _constructible(cls):
+    """Estimators whose every parameter has a default (not the torch extractor)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return all(p.default is not p.empty for p in params
+               if p.name != "self" and p.kind is not p.VAR_KEYWORD)
+
+
 def _estimators():
-    ests = [
-        _with_default_spurious(ss.DFRClassifier)(n_fits=2, random_state=0),
-        ss.ERMClassifier(),
-        _with_default_spurious(ss.SpuriousProbe)(),
-        _with_default_spurious(ss.RRClArCClassifier)(tol=1e-3),
-        ss.SingleWeightEditor(),
-        ss.SingleWeightEditor(strength=0.9, cache=False),
-        ss.NeuronTuner(),
-        ss.NeuronTuner(aggregate="class"),
-    ]
+    ests = []
+    for name, cls in all_estimators():
+        if not _constructible(cls):
+            continue
+        needs = requirements(cls)
+        if needs["group_labels"] != "none" and not needs["label_free"]:
+            cls = _with_default_spurious(cls)
+        ests += [cls(**params) for params in VARIANTS.get(name, [{}])]
     return ests
 
 
-EXPECTED_FAILED = {
-    # "CheckName": "reason",
-}
+def test_registry_lists_every_method():
+    names = {name for name, _ in all_estimators()}
+    assert {"DFRClassifier", "ERMClassifier", "RRClArCClassifier", "NeuronTuner",
+            "SingleWeightEditor", "SpuriousProbe"} <= names
+    with pytest.raises(ValueError, match="type_filter"):
+        all_estimators("regressor")
 
 
-def _expected_failed(estimator):
-    return EXPECTED_FAILED.get(type(estimator).__name__, {})
-
-
-@parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failed)
+@parametrize_with_checks(_estimators())
 def test_sklearn_compatible(estimator, check):
     check(estimator)

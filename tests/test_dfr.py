@@ -47,7 +47,7 @@ def test_dfr_agrees_with_straightforward_recipe(fixture, request):
 def test_tuning_picks_from_grid_and_records_scores():
     X, y, s = _toy()
     dfr = DFRClassifier(n_fits=3, random_state=0).fit(X, y, spurious=s)
-    assert set(dfr.tuning_scores_) == set(dfr.C_grid)
+    assert set(dfr.tuning_scores_) == set(dfr.Cs)
     assert dfr.tuning_scores_[dfr.C_] == max(dfr.tuning_scores_.values())
     fixed = DFRClassifier(C=0.3, n_fits=3, random_state=0).fit(X, y, spurious=s)
     assert fixed.C_ == 0.3 and fixed.tuning_scores_ == {}
@@ -96,7 +96,7 @@ def test_group_too_small():
 
 @pytest.mark.parametrize("bad, match", [({"n_fits": 0}, "n_fits"), ({"C": -1.0}, "'C'"),
                                         ({"penalty": "l3"}, "penalty"),
-                                        ({"C_grid": [1.0, -0.1]}, "C_grid")])
+                                        ({"Cs": [1.0, -0.1]}, "Cs")])
 def test_bad_params(bad, match):
     X, y, s = _toy()
     with pytest.raises(ValueError, match=match):

@@ -319,7 +319,7 @@ def test_penalty_equals_shrinking_the_embeddings_along_v():
     X = X.astype(np.float64)
     probe = SpuriousProbe().fit(X, y, spurious=s)
     for lam in (0.05, 1.0):
-        rr = RRClArCClassifier(FrozenEstimator(probe), lam=lam, C=0.3, tol=1e-8)
+        rr = RRClArCClassifier(probe=FrozenEstimator(probe), lam=lam, C=0.3, tol=1e-8)
         rr.fit(X, y)
         a = 1 / np.sqrt(1 + 2 * lam * 0.3 * len(y))
         assert rr.equivalent_strength_ == pytest.approx(1 - a)
@@ -341,11 +341,11 @@ def test_frozen_probe_warm_start_and_export():
     X, y, s = _toy()
     probe = SpuriousProbe().fit(X, y, spurious=s)
     X2, y2, _ = _toy(seed=3)
-    rr = RRClArCClassifier(FrozenEstimator(probe), lam=10).fit(X2, y2)  # no spurious
+    rr = RRClArCClassifier(probe=FrozenEstimator(probe), lam=10).fit(X2, y2)  # no spurious
     assert rr.probe_ is probe
     # the warm start changes the path, not the solution
     head = LogisticRegression().fit(X2, y2)
-    warm = RRClArCClassifier(FrozenEstimator(probe), head=FrozenEstimator(head),
+    warm = RRClArCClassifier(probe=FrozenEstimator(probe), head=FrozenEstimator(head),
                              lam=10).fit(X2, y2)
     np.testing.assert_allclose(warm.coef_, rr.coef_, atol=2e-3)
     layer = to_torch(rr)
@@ -354,7 +354,7 @@ def test_frozen_probe_warm_start_and_export():
                                atol=1e-4)
     # an unfitted probe is cloned and fitted on the data given to fit
     template = SpuriousProbe(strength=0.3)
-    fresh = RRClArCClassifier(template, lam=10).fit(X, y, spurious=s)
+    fresh = RRClArCClassifier(probe=template, lam=10).fit(X, y, spurious=s)
     assert fresh.probe_ is not template and not hasattr(template, "directions_")
     np.testing.assert_allclose(fresh.probe_.directions_, probe.directions_)
 
@@ -405,7 +405,7 @@ def test_probe_then_balanced_lr_beats_erm_and_rrclarc_matches(waterdigits, probe
     y = np.concatenate([b.y_train, b.y_val])
     s = np.concatenate([b.spurious_train, b.spurious_val])
     split = [(np.arange(n_train), np.arange(n_train, n_train + n_val))]
-    rr = RRClArCClassifier(FrozenEstimator(probe), head=b.head, class_weight="balanced")
+    rr = RRClArCClassifier(probe=FrozenEstimator(probe), head=b.head, class_weight="balanced")
     with sklearn.config_context(enable_metadata_routing=True):
         search = GridSearchCV(rr, {"lam": [0.0, 0.1, 1.0, 10.0, 100.0]},
                               scoring=worst_group_scorer, cv=split, refit=False)
@@ -423,7 +423,7 @@ def test_multiclass_effect_and_the_signal_left_behind(waterdigits3, probes):
     erm = _wga(b, resolve_head(b.head))
     fixed = _removed_then_lr(probe, b)
     assert _wga(b, fixed) >= erm + 0.05, (erm, _wga(b, fixed))
-    rr = RRClArCClassifier(FrozenEstimator(probe), head=b.head, lam=100.0,
+    rr = RRClArCClassifier(probe=FrozenEstimator(probe), head=b.head, lam=100.0,
                            class_weight="balanced").fit(b.X_train, b.y_train)
     assert abs(_wga(b, rr) - _wga(b, fixed)) <= 0.02
     # Pooled over classes the attribute is gone; within a class it is not (the

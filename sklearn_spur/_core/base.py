@@ -23,6 +23,14 @@ from .heads import LinearHead
 FLOAT_DTYPES = (np.float64, np.float32)
 
 
+def _half_to_single(X):
+    """float16 embeddings computed in float32 (never upcast to float64)."""
+    dtype = getattr(X, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype == np.float16:
+        return np.asarray(X, dtype=np.float32)
+    return X
+
+
 def _on_accelerator(obj) -> bool:
     torch = sys.modules.get("torch")
     if torch is None:
@@ -67,6 +75,11 @@ def _check_X_form(X, who):
         )
 
 
+def scores_to_index(scores):
+    """The one prediction rule: the binary logit's sign, or the argmax of C scores."""
+    return (scores > 0).astype(np.intp) if scores.ndim == 1 else scores.argmax(axis=1)
+
+
 class SpurClassifierBase(ClassifierMixin, BaseEstimator):
     """Validation, tags and probability helpers for the package's classifiers.
 
@@ -93,7 +106,7 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
         and ``spurious`` (None when absent and not required).
         """
         who = type(self).__name__
-        X, y = host_array(X), host_array(y)
+        X, y = _half_to_single(host_array(X)), host_array(y)
         _check_X_form(X, who)
         X, y = validate_data(self, X, y, dtype=FLOAT_DTYPES, reset=reset)
         check_labels(y, "y")
@@ -110,7 +123,7 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
 
     def _validate_X(self, X):
         check_is_fitted(self)
-        X = host_array(X)
+        X = _half_to_single(host_array(X))
         _check_X_form(X, type(self).__name__)
         return validate_data(self, X, dtype=FLOAT_DTYPES, reset=False)
 
@@ -126,9 +139,8 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        scores = self.decision_function(X)
-        idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
-        return self.classes_[idx]
+        index = scores_to_index(self.decision_function(X))
+        return self.classes_[index]
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably.

@@ -255,6 +255,7 @@ class SpuriousProbe(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """
 
     __metadata_request__fit = {"spurious": True}
+    _label_free = False  # needs `spurious`, or `head=` for the annotation-free mode
 
     _parameter_constraints: dict = {
         "direction": [StrOptions({"pattern", "svm", "logistic", "ridge", "lasso"})],

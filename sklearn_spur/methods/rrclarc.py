@@ -1,34 +1,31 @@
-"""RR-ClArC at the last layer: refit the head with lam * ||W v||^2."""
+"""RR-ClArC at the last layer: refit the head with ``lam * ||W v||^2``."""
 
 from __future__ import annotations
 
-import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
-from sklearn.base import (
-    _fit_context,
-    clone,
-)
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
-from .._core.base import LinearSpurClassifier
-from .._core.groups import (
-    missing_spurious_message,
+from .._core.groups import missing_spurious_message
+from .._core.template import (
+    MAX_ITER,
+    TOL,
+    LastLayerClassifier,
+    RefitProblem,
+    class_weights,
+    head_start,
 )
-from .._core.heads import resolve_head
-from .._core.solver import fit_logistic
 from ..concepts.probe import SpuriousProbe
 from ..exceptions import MissingSpuriousError
 
 __all__ = ["RRClArCClassifier"]
 
 
-class RRClArCClassifier(LinearSpurClassifier):
+class RRClArCClassifier(LastLayerClassifier):
     """RR-ClArC at the last layer: refit the head with ``lam * ||W v||^2``.
 
     Right-Reason ClArC penalises the gradient of the model's output along the
@@ -74,7 +71,7 @@ class RRClArCClassifier(LinearSpurClassifier):
         Inverse L2 regularisation strength, as in ``LogisticRegression``.
     class_weight : dict, "balanced" or None, default=None
         Class weights, as in ``LogisticRegression``.
-    max_iter : int, default=5000
+    max_iter : int, default=2000
         Maximum solver iterations (raw embeddings are not standardised, so the
         solver may need more than for standardised ones).
     tol : float, default=1e-4
@@ -129,20 +126,21 @@ class RRClArCClassifier(LinearSpurClassifier):
     True
     """
 
+    _fit_on = "training or validation"
+    _label_free = False  # the directions come from `spurious` unless `head=` is given
     _parameter_constraints: dict = {
-        "probe": [HasMethods(["fit", "transform"]), None],
+        **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
+        "probe": [HasMethods(["fit", "transform"]), None],
         "lam": [Interval(Real, 0, None, closed="left")],
         "C": [Interval(Real, 0, None, closed="neither")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, probe=None, *, head=None, lam=1.0, C=1.0, class_weight=None,
-                 max_iter=5000, tol=1e-4):
-        self.probe = probe
+    def __init__(self, *, head=None, probe=None, lam=1.0, C=1.0, class_weight=None,
+                 max_iter=MAX_ITER, tol=TOL):
         self.head = head
+        self.probe = probe
         self.lam = lam
         self.C = C
         self.class_weight = class_weight
@@ -179,75 +177,39 @@ class RRClArCClassifier(LinearSpurClassifier):
             )
         return inner
 
-    def _warm_start(self, X, y):
-        if self.head is None:
-            return None, None
-        head = resolve_head(self.head, X, y, who="RRClArCClassifier")
-        W, b = head.full()
-        rows = np.array([np.flatnonzero(head.classes == c)[0] for c in self.classes_])
-        W, b = W[rows], b[rows]
-        if len(self.classes_) == 2:
-            return (W[1] - W[0])[None], (b[1:] - b[:1])
-        return W, b
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, spurious=None):
-        """Fit the probe (unless frozen), then refit the head with the penalty.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings (the training split in the paper's setting).
-        y : array-like of shape (n_samples,)
-            Class labels.
-        spurious : array-like of shape (n_samples,) or (n_samples, n_attributes), default=None
-            Spurious attribute, for fitting the probe. Not needed with a frozen
-            probe or in the annotation-free mode. Routed by metadata routing.
-
-        Returns
-        -------
-        self : RRClArCClassifier
-        """
-        X, y, s = self._validate_fit_inputs(X, y, spurious)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        self.probe_ = self._fitted_probe(X, y, s)
+    def _refit_problem(self, ctx):
+        self.probe_ = self._fitted_probe(ctx.X, ctx.y, ctx.spurious)
+        X = ctx.X
         V = self.probe_.directions_.astype(X.dtype)
-        weights = None
-        total = X.shape[0]
-        if self.class_weight is not None:
-            weights = compute_sample_weight(self.class_weight, y).astype(X.dtype)
-            total = float(weights.sum())
-        l2 = 1.0 / (self.C * total)
+        weights = class_weights(ctx, self.class_weight)
+        total = X.shape[0] if weights is None else float(weights.sum())
         # Solved in the equivalent form (see the class docstring): L2 logistic
         # regression on P z, P = I - (1 - a) V^T V, then W = W' P. Penalising
         # W V^T directly puts its curvature 2 lam into the solver's step size, so
         # the iterations would grow like sqrt(lam); here they do not. It costs
         # one copy of X (the shrunk embeddings).
-        a = float(1 / np.sqrt(1 + 2 * self.lam / l2))
+        a = float(1 / np.sqrt(1 + 2 * self.lam * self.C * total))
         shrunk = self.lam > 0 and V.shape[0] > 0
         operand = X
         if shrunk:
             operand = (X @ V.T) @ (X.dtype.type(a - 1) * V)
             operand += X
-        coef_init, intercept_init = self._warm_start(X, y)
+        coef_init, intercept_init = head_start(ctx)
         if coef_init is not None and shrunk:
             # Start from the original head with its concept component removed.
             coef_init = coef_init - (coef_init @ V.T.astype(coef_init.dtype)) @ V
-        fit = fit_logistic(operand, y_idx.ravel(), len(self.classes_), weights=weights,
-                           l2=l2, coef_init=coef_init, intercept_init=intercept_init,
-                           max_iter=self.max_iter, tol=self.tol)
-        if not fit.converged.all():
-            warnings.warn(
-                f"RRClArCClassifier: the solver did not converge in {self.max_iter} "
-                "iterations; increase max_iter or tol, or lower C.",
-                ConvergenceWarning,
-                stacklevel=1,  # attributed to this module (the test suite's filter)
-            )
-        coef = fit.coef[0]
-        if shrunk:
-            coef = coef - X.dtype.type(1 - a) * ((coef @ V.T) @ V)
-        self.coef_, self.intercept_ = coef, fit.intercept[0]
-        self.n_iter_ = fit.n_iter
+        ctx.shared["shrink"] = (V, a) if shrunk else None
+        return RefitProblem(X=operand, weights=weights, C=self.C, coef_init=coef_init,
+                            intercept_init=intercept_init)
+
+    def _finish(self, ctx, coef, intercept):
+        if ctx.shared.get("shrink") is not None:
+            V, a = ctx.shared["shrink"]
+            coef = coef - coef.dtype.type(1 - a) * ((coef @ V.T) @ V)
+        return coef, intercept
+
+    def _after_fit(self, ctx):
+        V = self.probe_.directions_
         self.head_sensitivity_ = self.coef_.astype(np.float64) @ V.T.astype(np.float64)
-        self.equivalent_strength_ = 1 - a
-        return self
+        shrink = ctx.shared.get("shrink")
+        self.equivalent_strength_ = 0.0 if shrink is None else 1 - shrink[1]

@@ -1,0 +1,76 @@
+"""Model selection on held-out halves, shared by every method that tunes itself.
+
+A method that tunes a hyperparameter (DFR's ``C``, AFR's ``gamma``, JTT's
+``upweight``, NeuronTune's mask size) fits each candidate on one half of its
+data and scores it on the other. The halves are stratified by group when group
+labels are given, else by class; the score is the worst accuracy over those
+same strata (worst-group or worst-class accuracy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["stratified_halves", "worst_stratum_accuracy", "predict_index"]
+
+
+def stratified_halves(strata, rng):
+    """A boolean mask of half the samples of every stratum (the fitting half).
+
+    Parameters
+    ----------
+    strata : ndarray of shape (n_samples,) of int
+        Group or class code of every sample.
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    half : ndarray of shape (n_samples,) of bool
+        ``True`` for the fitting half (the larger half of an odd stratum), so
+        every stratum of two or more samples is in both halves.
+    """
+    half = np.zeros(len(strata), bool)
+    order = rng.permutation(len(strata))
+    ranked = order[np.argsort(strata[order], kind="stable")]
+    codes = strata[ranked]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    sizes = np.diff(np.r_[starts, len(codes)])
+    rank_in = np.arange(len(codes)) - np.repeat(starts, sizes)
+    half[ranked] = rank_in >= np.repeat(sizes // 2, sizes)
+    return half
+
+
+def predict_index(X, coef, intercept):
+    """Class index predicted by heads ``coef`` (B, K, d), ``intercept`` (B, K).
+
+    Returns an array of shape (n_samples, B); ``K == 1`` is the binary logit.
+    """
+    scores = np.einsum("nd,bkd->nbk", X, coef, optimize=True) + intercept[None]
+    if scores.shape[2] == 1:
+        return (scores[..., 0] > 0).astype(np.intp)
+    return scores.argmax(axis=2)
+
+
+def worst_stratum_accuracy(pred, y_idx, strata):
+    """Worst accuracy over the strata present, for each column of ``pred``.
+
+    Parameters
+    ----------
+    pred : ndarray of shape (n_samples, B)
+        Predicted class indices of B candidates.
+    y_idx : ndarray of shape (n_samples,)
+        True class indices.
+    strata : ndarray of shape (n_samples,) of int
+        Group (or class) code of every sample.
+
+    Returns
+    -------
+    scores : ndarray of shape (B,)
+    """
+    correct = (pred == y_idx[:, None]).astype(np.float64)
+    present, inverse = np.unique(strata, return_inverse=True)
+    sums = np.zeros((len(present), correct.shape[1]))
+    np.add.at(sums, inverse.ravel(), correct)
+    counts = np.bincount(inverse.ravel(), minlength=len(present))[:, None]
+    return (sums / counts).min(axis=0)

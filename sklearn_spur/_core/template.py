@@ -1,0 +1,241 @@
+"""The last-layer template: one ``fit`` for every method that refits a linear head.
+
+In the spirit of imbalanced-learn's ``SamplerMixin`` (one public method, one
+private hook), :class:`LastLayerClassifier` owns ``fit``:
+
+1. validation of ``X``, ``y`` and the routed ``spurious`` (:meth:`_validate_fit_inputs`);
+2. a :class:`FitContext`: classes, encoded groups when ``spurious`` is given,
+   the resolved original head and its evidence on the data (probability of the
+   true class, mistakes, confidence);
+3. the method's hook, :meth:`~LastLayerClassifier._refit_problem`, which states
+   the refit as a :class:`RefitProblem` (sample weights, penalty, a pull toward
+   the original head, masked units, start point);
+4. one shared solve (:func:`solve`), with one convergence warning and the one
+   place that scales the penalty;
+5. an optional selection among candidate hyperparameters
+   (:meth:`~LastLayerClassifier._selection_grid`) by worst-group or
+   worst-class accuracy on held-out halves;
+6. storing ``coef_`` and ``intercept_``.
+
+A new method is a subclass that declares its parameters and writes
+``_refit_problem`` (and, when it tunes itself, ``_selection_grid``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+
+from .base import LinearSpurClassifier
+from .groups import encode_groups
+from .heads import resolve_head
+from .refit import (
+    FitContext,
+    RefitProblem,
+    _stack,
+    _stacks,
+    class_weights,
+    head_start,
+    solve,
+)
+from .selection import predict_index, stratified_halves, worst_stratum_accuracy
+
+__all__ = [
+    "MAX_ITER",
+    "TOL",
+    "FitContext",
+    "LastLayerClassifier",
+    "RefitProblem",
+    "class_weights",
+    "head_start",
+    "solve",
+]
+
+#: Solver parameters every refitting estimator shares (merged, never retyped).
+SOLVER_CONSTRAINTS: dict = {
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="neither")],
+}
+#: Defaults that agree across estimators.
+MAX_ITER, TOL = 2000, 1e-4
+
+
+def reject_unexpected_fit_params(who, params):
+    """A clear TypeError for keywords ``fit`` does not take (``groups=`` above all)."""
+    if not params:
+        return
+    names = sorted(params)
+    hint = ""
+    if "groups" in params:
+        hint = (" The spurious attribute is passed as `spurious=`, never `groups=`: "
+                "`groups` is the keyword of scikit-learn's group splitters "
+                "(GroupKFold would split by it). Inside GridSearchCV or a Pipeline, "
+                "turn on metadata routing (`sklearn.set_config("
+                "enable_metadata_routing=True)`) and call `search.fit(X, y, "
+                "spurious=s)`.")
+    raise TypeError(f"{who}.fit() got unexpected keyword arguments {names}; it takes "
+                    f"X, y and `spurious=`.{hint}")
+
+
+class LastLayerClassifier(LinearSpurClassifier):
+    """Template of the methods that end in one refit linear layer.
+
+    Subclasses set the class-level declarations and implement
+    :meth:`_refit_problem`; those that tune themselves also implement
+    :meth:`_selection_grid`. ``fit`` is written once, here.
+
+    Class attributes
+    ----------------
+    _needs_group_labels : bool
+        ``spurious`` is required to fit (DFR).
+    _uses_head : {"required", "optional", "no"}
+        Whether the method reads the original head (its evidence or weights).
+    _label_free : bool
+        Without ``spurious``, neither fitting nor selection reads group labels.
+    _fit_on : {"validation", "training", "training or validation"}
+        The split the method is meant to be fitted on.
+
+    :func:`sklearn_spur.utils.discovery.all_estimators` reads these
+    declarations; tests, the command line and the benchmarks read it.
+    """
+
+    _needs_group_labels = False
+    _uses_head = "optional"
+    _label_free = True
+    _fit_on = "validation"
+    _parameter_constraints: dict = {**SOLVER_CONSTRAINTS}
+
+    # ------------------------------------------------------------ template
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, *, spurious=None, **unexpected):
+        """Fit the method's head.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : array-like of shape (n_samples,)
+            Class labels.
+        spurious : array-like of shape (n_samples,) or (n_samples, n_attributes), \
+default=None
+            Spurious attribute, where the method uses it. Routed by metadata
+            routing; never needed at predict time.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        who = type(self).__name__
+        reject_unexpected_fit_params(who, unexpected)
+        X, y, s = self._validate_fit_inputs(
+            X, y, spurious, spurious_required=self._needs_group_labels)
+        ctx = self._fit_context(X, y, s)
+        self.classes_ = ctx.classes
+        self.coef_, self.intercept_, self.n_iter_ = self._fit_head(ctx)
+        self._after_fit(ctx)
+        return self
+
+    def _after_fit(self, ctx):
+        """Store method-specific fitted attributes (hook; nothing by default)."""
+
+    def _fit_context(self, X, y, s):
+        who = type(self).__name__
+        head = None
+        if self._uses_head == "required" or (
+                self._uses_head == "optional" and getattr(self, "head", None) is not None):
+            head = resolve_head(getattr(self, "head", None), X, y, who=who,
+                                random_state=getattr(self, "random_state", None))
+            classes = head.classes
+        else:
+            classes = np.unique(y)
+        y_idx = np.searchsorted(classes, y)
+        groups = None if s is None else encode_groups(y, s)
+        rs = check_random_state(getattr(self, "random_state", None))
+        rng = np.random.default_rng(rs.randint(np.iinfo(np.int32).max))
+        ctx = FitContext(X, y, y_idx, classes, s, groups, head, rng)
+        self._check_context(ctx)
+        return ctx
+
+    def _check_context(self, ctx):
+        """Refuse data a refit cannot honour: a class the head knows but y lacks."""
+        present = np.bincount(ctx.y_idx, minlength=ctx.n_classes)
+        if not present.all():
+            missing = ctx.classes[present == 0].tolist()
+            raise ValueError(
+                f"{type(self).__name__}: y has no sample of classes {missing[:10]} that "
+                "the head predicts; a refit head would never predict them. Fit on data "
+                "that holds every class.")
+
+    def _fit_head(self, ctx):
+        """Selection (when a grid is given), then the final refit. Returns coef, b, it."""
+        params, init = self._select(ctx)
+        self.best_params_ = params
+        problem = self._refit_problem(ctx, **params)
+        if problem is None:  # the method keeps the original head
+            return ctx.head.coef.copy(), ctx.head.intercept.copy(), 0
+        if init is not None and problem.coef_init is None:
+            problem = replace(problem, coef_init=init[0], intercept_init=init[1])
+        fit = solve(ctx, problem, max_iter=self.max_iter, tol=self.tol,
+                    who=type(self).__name__)
+        return (*self._finish(ctx, fit.coef.mean(axis=0), fit.intercept.mean(axis=0)),
+                fit.n_iter)
+
+    def _finish(self, ctx, coef, intercept):
+        """Map the solved head back (e.g. undo a transformed operand)."""
+        return coef, intercept
+
+    # ----------------------------------------------------------- selection
+    def _selection_grid(self, ctx):
+        """Candidate hyperparameters (a list of dicts), or None to skip selection."""
+        return None
+
+    def _selection_strata(self, ctx):
+        """Strata the selection scores worst accuracy over (groups, else classes)."""
+        return ctx.strata
+
+    def _choose(self, candidates, scores):
+        """Index of the chosen candidate: the best score, the first among ties."""
+        return int(np.argmax(scores))
+
+    def _select(self, ctx):
+        grid = self._selection_grid(ctx)
+        self.selection_scores_ = {}
+        if not grid:
+            return {}, None
+        if len(grid) == 1:
+            return grid[0], None
+        strata = self._selection_strata(ctx)
+        half = stratified_halves(strata, ctx.rng)
+        fit_ctx = ctx.subset(np.flatnonzero(half), "select")
+        eval_rows = np.flatnonzero(~half)
+        Xb = ctx.X[eval_rows]
+        problems = [self._refit_problem(fit_ctx, **params) for params in grid]
+        heads = []
+        for batch in _stacks(problems):  # candidates that share operands: one solve
+            merged, sizes = _stack(batch)
+            fit = solve(fit_ctx, merged, max_iter=self.max_iter, tol=self.tol,
+                        who=type(self).__name__)
+            for part in np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1]):
+                heads.append(self._finish(fit_ctx, fit.coef[part].mean(axis=0),
+                                          fit.intercept[part].mean(axis=0)))
+        coef = np.stack([h[0] for h in heads])
+        icpt = np.stack([h[1] for h in heads])
+        pred = predict_index(Xb, coef, icpt)
+        scores = worst_stratum_accuracy(pred, ctx.y_idx[eval_rows], strata[eval_rows])
+        scores = [float(v) for v in scores]
+        best = self._choose(grid, scores)
+        self.selection_scores_ = {_key(p): sc for p, sc in zip(grid, scores)}
+        return grid[best], heads[best]
+
+
+def _key(params):
+    """A readable, hashable key of a candidate (its single value when alone)."""
+    if len(params) == 1:
+        return next(iter(params.values()))
+    return tuple(sorted(params.items()))

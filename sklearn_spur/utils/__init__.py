@@ -1,0 +1,1 @@
+"""Utilities: the estimator registry (:mod:`sklearn_spur.utils.discovery`)."""
