@@ -21,10 +21,9 @@ from sklearn_spur.methods.neurontune import (
     NeuronTuner,
     neuron_delta_scorer,
     neuron_deltas,
-    worst_class_accuracy,
     worst_class_scorer,
 )
-from sklearn_spur.metrics import worst_group_accuracy
+from sklearn_spur.metrics import worst_class_accuracy, worst_group_accuracy
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -101,10 +100,10 @@ def test_deltas_are_medians_of_mistakes_minus_successes():
 
 def test_premise_mask_matters_and_carries_the_attribute(premise):
     X_tr, y_tr, X_va, y_va, X_te, y_te, s_te, head = premise
-    tuned = NeuronTuner(head=head, random_state=0).fit(
-        X_va, y_va, X_tune=X_tr, y_tune=y_tr)
-    control = NeuronTuner(head=head, threshold=np.inf).fit(
-        X_va, y_va, X_tune=X_tr, y_tune=y_tr)
+    # identify on held-out data, retrain on the training split (the paper's setting)
+    found = NeuronTuner(head=head, random_state=0).fit(X_va, y_va)
+    tuned = NeuronTuner(head=head, units=found.spurious_dims_).fit(X_tr, y_tr)
+    control = NeuronTuner(head=head, units=np.array([], int)).fit(X_tr, y_tr)
     wga_tuned, wga_control = (_wga(e, X_te, y_te, s_te) for e in (tuned, control))
     # the same retraining on the training split, with and without the mask
     assert wga_tuned >= wga_control + 0.10, (wga_tuned, wga_control)
@@ -143,8 +142,8 @@ def test_aggregate_modes_on_three_classes():
 
 def test_retraining_is_class_balanced_logistic_regression(premise):
     X_tr, y_tr, X_va, y_va, *_ = premise
-    tuner = NeuronTuner(threshold=np.inf, standardize=False, C=0.5, tol=1e-6,
-                        max_iter=5000).fit(X_va, y_va, X_tune=X_tr, y_tune=y_tr)
+    tuner = NeuronTuner(units=np.array([], int), standardize=False, C=0.5, tol=1e-6,
+                        max_iter=5000).fit(X_tr, y_tr)
     # Newton's method: lbfgs stops ~2e-3 from the optimum on this ill-conditioned problem.
     ref = LogisticRegression(C=0.5, class_weight="balanced", solver="newton-cholesky",
                              tol=1e-10).fit(X_tr.astype(np.float64), y_tr)
@@ -201,12 +200,18 @@ def test_every_unit_flagged_is_refused_or_shrunk():
     assert tuner.spurious_dims_.size == X.shape[1] // 2  # the guard's first halving
 
 
-def test_tuning_data_must_come_with_labels(premise):
+def test_given_units_are_checked_and_data_is_not_a_fit_parameter(premise):
     X_tr, y_tr, X_va, y_va, *_, head = premise
-    with pytest.raises(ValueError, match="together"):
-        NeuronTuner(head=head).fit(X_va, y_va, X_tune=X_tr)
-    with pytest.raises(ValueError, match="features"):
-        NeuronTuner(head=head).fit(X_va, y_va, X_tune=X_tr[:, :5], y_tune=y_tr)
+    with pytest.raises(ValueError, match="unit indices"):
+        NeuronTuner(head=head, units=[0.5]).fit(X_va, y_va)
+    with pytest.raises(ValueError, match="unit indices"):
+        NeuronTuner(head=head, units=[X_va.shape[1]]).fit(X_va, y_va)
+    with pytest.raises(ValueError, match="shape"):
+        NeuronTuner(head=head, units=np.ones(3, bool)).fit(X_va, y_va)
+    with pytest.raises(TypeError, match="X_tune"):
+        NeuronTuner(head=head).fit(X_va, y_va, X_tune=X_tr, y_tune=y_tr)
+    tuner = NeuronTuner(head=head, units=[0, 2]).fit(X_tr, y_tr)
+    assert np.all(tuner.coef_[:, [0, 2]] == 0) and tuner.guard_scores_ == {}
 
 
 # ---------------------------------------------------------------- the guard

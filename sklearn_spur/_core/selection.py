@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["stratified_halves", "worst_stratum_accuracy", "predict_index"]
+__all__ = ["predict_index", "stratified_halves", "subsample", "worst_stratum_accuracy"]
 
 
 def stratified_halves(strata, rng):
@@ -74,3 +74,19 @@ def worst_stratum_accuracy(pred, y_idx, strata):
     np.add.at(sums, inverse.ravel(), correct)
     counts = np.bincount(inverse.ravel(), minlength=len(present))[:, None]
     return (sums / counts).min(axis=0)
+
+
+def subsample(strata, size, rng):
+    """Sorted rows of a stratified random subsample of at most ``size`` (all if None).
+
+    Every stratum keeps its share (at least one sample).
+    """
+    n = len(strata)
+    if size is None or n <= size:
+        return np.arange(n)
+    keep = np.zeros(n, bool)
+    for code in np.unique(strata):  # strata, not samples
+        members = np.flatnonzero(strata == code)
+        take = min(members.size, max(1, int(round(size * members.size / n))))
+        keep[rng.choice(members, size=take, replace=False)] = True
+    return np.flatnonzero(keep)

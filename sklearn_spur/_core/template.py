@@ -43,7 +43,12 @@ from .refit import (
     head_start,
     solve,
 )
-from .selection import predict_index, stratified_halves, worst_stratum_accuracy
+from .selection import (
+    predict_index,
+    stratified_halves,
+    subsample,
+    worst_stratum_accuracy,
+)
 
 __all__ = [
     "MAX_ITER",
@@ -179,18 +184,34 @@ default=None
         problem = self._refit_problem(ctx, **params)
         if problem is None:  # the method keeps the original head
             return ctx.head.coef.copy(), ctx.head.intercept.copy(), 0
-        if init is not None and problem.coef_init is None:
+        if (init is not None and isinstance(problem, RefitProblem)
+                and problem.coef_init is None):
             problem = replace(problem, coef_init=init[0], intercept_init=init[1])
-        fit = solve(ctx, problem, max_iter=self.max_iter, tol=self.tol,
-                    who=type(self).__name__)
-        return (*self._finish(ctx, fit.coef.mean(axis=0), fit.intercept.mean(axis=0)),
-                fit.n_iter)
+        return self._solve_head(ctx, problem)
+
+    def _solve_head(self, ctx, problem):
+        """Solve one problem (or a list, combined); returns coef, intercept, n_iter."""
+        problems = problem if isinstance(problem, list) else [problem]
+        fits = [solve(ctx, p, max_iter=self.max_iter, tol=self.tol,
+                      who=type(self).__name__) for p in problems]
+        coef, intercept = self._finish(ctx, *self._combine(ctx, fits))
+        return coef, intercept, max(fit.n_iter for fit in fits)
+
+    def _combine(self, ctx, fits):
+        """One head from the solved problems: the average of the one batch (default)."""
+        (fit,) = fits
+        return fit.coef.mean(axis=0), fit.intercept.mean(axis=0)
 
     def _finish(self, ctx, coef, intercept):
         """Map the solved head back (e.g. undo a transformed operand)."""
         return coef, intercept
 
     # ----------------------------------------------------------- selection
+    #: Cross-fit both halves (2) or fit on one, score on the other (1).
+    _selection_folds = 1
+    #: Select on a class-stratified subsample of at most this many samples.
+    _selection_max_samples = None
+
     def _selection_grid(self, ctx):
         """Candidate hyperparameters (a list of dicts), or None to skip selection."""
         return None
@@ -200,8 +221,16 @@ default=None
         return ctx.strata
 
     def _choose(self, candidates, scores):
-        """Index of the chosen candidate: the best score, the first among ties."""
+        """Index of the chosen candidate: the best score, the first among ties.
+
+        A method may return None to ask for the next candidate's score first
+        (candidates are then scored one at a time, in order).
+        """
+        if len(scores) < len(candidates):
+            return None
         return int(np.argmax(scores))
+
+    _sequential_selection = False
 
     def _select(self, ctx):
         grid = self._selection_grid(ctx)
@@ -211,11 +240,40 @@ default=None
         if len(grid) == 1:
             return grid[0], None
         strata = self._selection_strata(ctx)
-        half = stratified_halves(strata, ctx.rng)
-        fit_ctx = ctx.subset(np.flatnonzero(half), "select")
-        eval_rows = np.flatnonzero(~half)
-        Xb = ctx.X[eval_rows]
+        rows = subsample(strata, self._selection_max_samples, ctx.rng)
+        half = stratified_halves(strata[rows], ctx.rng)
+        splits = [(rows[half], rows[~half]), (rows[~half], rows[half])]
+        folds = [(ctx.subset(a, "select"), ctx.X[b], ctx.y_idx[b], strata[b])
+                 for a, b in splits[:self._selection_folds]]
+        if self._sequential_selection:
+            scores, heads = [], []
+            for params in grid:
+                score, head = self._score_candidates(folds, [params])
+                scores += score
+                heads += head
+                best = self._choose(grid, scores)
+                if best is not None:
+                    break
+        else:
+            scores, heads = self._score_candidates(folds, grid)
+            best = self._choose(grid, scores)
+        self.selection_scores_ = {_key(p): sc for p, sc in zip(grid, scores)}
+        return grid[best], (heads[best] if self._selection_folds == 1 else None)
+
+    def _score_candidates(self, folds, grid):
+        """Worst-stratum accuracy of each candidate, averaged over the folds."""
+        total = np.zeros(len(grid))
+        for fit_ctx, Xb, yb, sb in folds:
+            heads = self._candidate_heads(fit_ctx, grid)
+            coef = np.stack([h[0] for h in heads])
+            icpt = np.stack([h[1] for h in heads])
+            total += worst_stratum_accuracy(predict_index(Xb, coef, icpt), yb, sb)
+        return [float(v) for v in total / len(folds)], heads
+
+    def _candidate_heads(self, fit_ctx, grid):
         problems = [self._refit_problem(fit_ctx, **params) for params in grid]
+        if any(not isinstance(p, RefitProblem) for p in problems):
+            return [self._solve_head(fit_ctx, p)[:2] for p in problems]
         heads = []
         for batch in _stacks(problems):  # candidates that share operands: one solve
             merged, sizes = _stack(batch)
@@ -224,14 +282,7 @@ default=None
             for part in np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1]):
                 heads.append(self._finish(fit_ctx, fit.coef[part].mean(axis=0),
                                           fit.intercept[part].mean(axis=0)))
-        coef = np.stack([h[0] for h in heads])
-        icpt = np.stack([h[1] for h in heads])
-        pred = predict_index(Xb, coef, icpt)
-        scores = worst_stratum_accuracy(pred, ctx.y_idx[eval_rows], strata[eval_rows])
-        scores = [float(v) for v in scores]
-        best = self._choose(grid, scores)
-        self.selection_scores_ = {_key(p): sc for p, sc in zip(grid, scores)}
-        return grid[best], heads[best]
+        return heads
 
 
 def _key(params):

@@ -11,124 +11,28 @@ class-balanced; it needs class labels only, for fitting and (through
 from __future__ import annotations
 
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
-from sklearn.base import _fit_context
-from sklearn.utils import check_array, check_random_state, metadata_routing
+from sklearn.utils import metadata_routing
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 
-from .._core.base import FLOAT_DTYPES, LinearSpurClassifier
 from .._core.groups import balanced_weights
-from .._core.heads import resolve_head
-from .._core.solver import fit_logistic, standardize_stats
-from ..metrics import worst_class_accuracy
+from .._core.solver import standardize_stats
+from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
+from ._neuron_deltas import (
+    _GUARD_SAMPLES,
+    neuron_delta_scorer,
+    neuron_deltas,
+    worst_class_scorer,
+)
 
 __all__ = [
     "NeuronTuner",
-    "neuron_deltas",
     "neuron_delta_scorer",
+    "neuron_deltas",
     "worst_class_scorer",
 ]
-
-# Columns per block when taking medians: bounds the temporary copy of X to
-# n_samples x _MEDIAN_BLOCK values whatever the embedding width.
-_MEDIAN_BLOCK = 256
-# The guard's fits use at most this many samples (its accuracies are estimates).
-_GUARD_SAMPLES = 10_000
-
-
-def neuron_deltas(X, y_idx, wrong, n_classes):
-    """Median activation on mistakes minus median on successes, per class and unit.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Embeddings.
-    y_idx : ndarray of shape (n_samples,) of int
-        Class index of every sample, in ``[0, n_classes)``.
-    wrong : ndarray of shape (n_samples,) of bool
-        Whether the head misclassifies the sample.
-    n_classes : int
-        Number of classes.
-
-    Returns
-    -------
-    delta : ndarray of shape (n_classes, n_features), X's dtype
-        NaN for a class with no mistakes or no successes (nothing to compare).
-    """
-    n, d = X.shape
-    delta = np.full((n_classes, d), np.nan, dtype=X.dtype)
-    for c in range(n_classes):
-        rows_w = np.flatnonzero((y_idx == c) & wrong)
-        rows_r = np.flatnonzero((y_idx == c) & ~wrong)
-        if rows_w.size == 0 or rows_r.size == 0:
-            continue
-        for j in range(0, d, _MEDIAN_BLOCK):
-            cols = slice(j, j + _MEDIAN_BLOCK)
-            delta[c, cols] = (np.median(X[rows_w, cols], axis=0)
-                              - np.median(X[rows_r, cols], axis=0))
-    return delta
-
-
-class _LabelFreeScorer:
-    """A ``scoring=`` callable ``(estimator, X, y)`` that requests no metadata."""
-
-    def __init__(self, func, name):
-        self._func = func
-        self._name = name
-
-    def __call__(self, estimator, X, y):
-        return self._func(estimator, X, y)
-
-    def __repr__(self):
-        return self._name
-
-    def get_metadata_routing(self):
-        return metadata_routing.MetadataRequest(owner=self._name)
-
-
-def _neg_delta_sum(estimator, X, y):
-    X = check_array(X, dtype=FLOAT_DTYPES)
-    classes, y_idx = np.unique(np.asarray(y), return_inverse=True)
-    wrong = estimator.predict(X) != np.asarray(y)
-    delta = neuron_deltas(X, y_idx.ravel(), wrong, len(classes))
-    return -float(np.nansum(np.abs(delta), dtype=np.float64))
-
-
-def _worst_class(estimator, X, y):
-    return worst_class_accuracy(y, estimator.predict(X))
-
-
-neuron_delta_scorer = _LabelFreeScorer(_neg_delta_sum, "neuron_delta_scorer")
-"""Label-free model selection, the NeuronTune paper's criterion.
-
-``scorer(estimator, X, y)`` is minus the sum over classes and units of
-``|delta|``, recomputed with the estimator's own predictions on ``X``: a head
-whose mistakes look like its successes (no unit separates them) scores highest.
-A class with no mistakes, or no successes, adds nothing, so a head that
-collapses onto one class also scores well: prefer :data:`worst_class_scorer`
-when that can happen, or use both (``scoring={...}``).
-"""
-
-worst_class_scorer = _LabelFreeScorer(_worst_class, "worst_class_scorer")
-"""Label-free model selection: the lowest per-class accuracy (recall) on ``X``."""
-
-
-def _class_index(classes, y):
-    """Position of every label of ``y`` in ``classes`` (not necessarily sorted)."""
-    sorter = np.argsort(classes, kind="stable")
-    return sorter[np.searchsorted(classes, y, sorter=sorter)]
-
-
-def _predict_idx(X, coef, intercept):
-    """Class index predicted by a (K, d) head in the solver's convention."""
-    scores = X @ coef.T + intercept
-    if scores.shape[1] == 1:
-        return (scores[:, 0] > 0).astype(np.intp)
-    return scores.argmax(axis=1)
-
 
 def _masked(scale, mask):
     """Standardisation scale with the masked units at infinity: the solver's
@@ -136,20 +40,7 @@ def _masked(scale, mask):
     return np.where(mask, np.inf, scale).astype(scale.dtype)
 
 
-def _stratified_subset(y_idx, size, rng):
-    """Sorted indices of a class-stratified random subset, None if all fit."""
-    n = y_idx.shape[0]
-    if n <= size:
-        return None
-    keep = np.zeros(n, bool)
-    for c in np.unique(y_idx):
-        members = np.flatnonzero(y_idx == c)
-        take = max(1, int(round(size * members.size / n)))
-        keep[rng.choice(members, size=min(take, members.size), replace=False)] = True
-    return np.flatnonzero(keep)
-
-
-class NeuronTuner(LinearSpurClassifier):
+class NeuronTuner(LastLayerClassifier):
     """NeuronTune: zero the units behind the head's shortcut, retrain the last layer.
 
     Annotation-free: fitting and model selection need class labels only.
@@ -164,8 +55,14 @@ class NeuronTuner(LinearSpurClassifier):
        (``"class"``: a unit flagged by class ``c``'s mistakes is kept out of
        the scores of the other classes);
     4. zeroes them and retrains the last layer, class-balanced (L2 logistic
-       regression on standardised embeddings), on ``X`` or on separate tuning
-       data ``X_tune`` (the paper retrains on the training split).
+       regression on standardised embeddings), on ``X``.
+
+    The paper retrains on the training split. Data is not a hyperparameter,
+    so that is two fits: identify on held-out data, then retrain on the
+    training split with the units found (``units=``)::
+
+        found = NeuronTuner(head=head).fit(X_val, y_val).spurious_dims_
+        tuner = NeuronTuner(head=head, units=found).fit(X_train, y_train)
 
     The method rests on a premise: post-ReLU, sparse units (a ResNet's pooled
     features) where a spurious feature switches on units of its own, so that
@@ -174,8 +71,8 @@ class NeuronTuner(LinearSpurClassifier):
     features too, the rule flags most units, and zeroing them all collapses
     accuracy. The guard ``max_accuracy_drop`` prevents that: the mask is
     accepted only if the worst-class accuracy of the retrained head on
-    held-out data (``X`` when retraining on ``X_tune``, otherwise 2-fold
-    cross-fitting on ``X``) is at most ``max_accuracy_drop`` below that of the
+    held-out halves (2-fold cross-fitting on ``X``) is at most
+    ``max_accuracy_drop`` below that of the
     same retraining without the mask; otherwise it is halved (keeping the
     largest ``delta_``) until it is. Signed embeddings are warned about.
 
@@ -190,8 +87,7 @@ class NeuronTuner(LinearSpurClassifier):
         The trained last layer whose mistakes are studied. Wrap a fitted
         scikit-learn classifier in :class:`sklearn.frozen.FrozenEstimator` so
         that cloning keeps it fitted. ``None`` fits an L2 logistic regression on
-        the tuning data (``X_tune``, else ``X``: then its mistakes are training
-        errors, a weaker signal).
+        ``X`` (then its mistakes are training errors, a weaker signal).
     threshold : float, default=0.0
         A unit is flagged for a class when its ``delta_`` exceeds this (the
         paper uses 0). ``np.inf`` flags nothing: the same retraining without
@@ -211,12 +107,18 @@ class NeuronTuner(LinearSpurClassifier):
         not reject a mask; 0 keeps a mask only if it costs nothing. ``None``
         applies the thresholded mask as it is (then a mask that covers every
         unit raises).
+    units : array-like of int or bool, or None, default=None
+        Units to zero, given rather than identified (indices, or a boolean mask
+        of shape ``(n_features,)``, or ``(n_classes, n_features)`` with
+        ``aggregate="class"``): ``fit`` then only retrains, without the guard.
+        Pass the ``spurious_dims_`` (or ``mask_``) found on held-out data to
+        retrain on another split.
     C : float, default=1.0
         Inverse L2 regularisation strength of the retrained head (as in
         :class:`~sklearn.linear_model.LogisticRegression`).
     standardize : bool, default=True
         Standardise the embeddings for the retraining (folded into ``coef_``).
-    max_iter : int, default=1000
+    max_iter : int, default=2000
         Maximum solver iterations per retraining.
     tol : float, default=1e-4
         Solver tolerance.
@@ -283,138 +185,122 @@ class NeuronTuner(LinearSpurClassifier):
     >>> y_va = rng.integers(0, 2, 400)
     >>> X_va = units(y_va, rng.integers(0, 2, 400))
     >>> head = LogisticRegression().fit(X_tr, y_tr)
-    >>> tuner = NeuronTuner(head=head, random_state=0)
-    >>> tuner = tuner.fit(X_va, y_va, X_tune=X_tr, y_tune=y_tr)
-    >>> tuner.spurious_dims_
+    >>> found = NeuronTuner(head=head, random_state=0).fit(X_va, y_va)
+    >>> found.spurious_dims_
     array([2, 3])
+    >>> tuner = NeuronTuner(head=head, units=found.spurious_dims_).fit(X_tr, y_tr)
     >>> tuner.coef_[:, 2:]
     array([[0., 0.]])
     """
 
     __metadata_request__fit = {"spurious": metadata_routing.UNUSED}
-
+    _uses_head = "required"  # None: an ERM stand-in fitted on X
+    _label_free = True
+    _selection_folds = 2
+    _selection_max_samples = _GUARD_SAMPLES
+    _sequential_selection = True
     _parameter_constraints: dict = {
+        **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
         "threshold": [Real],
         "aggregate": [StrOptions({"any", "all", "class"})],
         "max_accuracy_drop": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both"),
                               None],
+        "units": ["array-like", None],
         "C": [Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
         "random_state": ["random_state"],
     }
 
-    def __init__(self, head=None, *, threshold=0.0, aggregate="any",
-                 max_accuracy_drop="auto", C=1.0, standardize=True, max_iter=1000,
-                 tol=1e-4, random_state=None):
+    def __init__(self, *, head=None, threshold=0.0, aggregate="any",
+                 max_accuracy_drop="auto", units=None, C=1.0, standardize=True,
+                 max_iter=MAX_ITER, tol=TOL, random_state=None):
         self.head = head
         self.threshold = threshold
         self.aggregate = aggregate
         self.max_accuracy_drop = max_accuracy_drop
+        self.units = units
         self.C = C
         self.standardize = standardize
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
 
-    # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, X_tune=None, y_tune=None):
-        """Find the shortcut's units on ``X``, zero them, retrain the last layer.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Held-out embeddings (the identification set), not the data the head
-            was trained on.
-        y : array-like of shape (n_samples,)
-            Class labels. No group labels are needed.
-        X_tune : array-like of shape (n_tune, n_features), default=None
-            Separate retraining data (the paper uses the training split).
-            ``X`` by default. Under metadata routing, request it with
-            ``set_fit_request(X_tune=True, y_tune=True)``; a search splits
-            metadata with as many rows as ``X`` along with ``X``, so give
-            ``X_tune`` a different length or fit outside the search.
-        y_tune : array-like of shape (n_tune,), default=None
-            Class labels of ``X_tune``; required with it.
-
-        Returns
-        -------
-        self : NeuronTuner
-        """
-        X, y, _ = self._validate_fit_inputs(X, y)
-        if (X_tune is None) != (y_tune is None):
-            raise ValueError("NeuronTuner: pass X_tune and y_tune together.")
-        if X_tune is not None:
-            X_tune, y_tune = validate_data(self, X_tune, y_tune, dtype=FLOAT_DTYPES,
-                                           reset=False)
-            X_tune = X_tune.astype(X.dtype, copy=False)
-        Xr, yr = (X, y) if X_tune is None else (X_tune, y_tune)
-
-        head = resolve_head(self.head, Xr, yr, who="NeuronTuner")
-        head.check_classes(y, who="NeuronTuner")
-        self.classes_ = head.classes
-        n_classes = len(self.classes_)
-        y_idx = _class_index(self.classes_, y)
-        yr_idx = _class_index(self.classes_, yr)
+    # ------------------------------------------------------- identification
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
+        X, who = ctx.X, type(self).__name__
+        self.guard_scores_ = {}
+        if self.units is not None:
+            ctx.shared["mask"] = self._given_mask(ctx)
+            self.delta_ = None
+            self.skipped_classes_, self.n_flagged_ = [], int(ctx.shared["mask"].sum())
+            return
         if X.min() < 0:
             warnings.warn(
-                "NeuronTuner: X has negative values. NeuronTune assumes non-negative "
+                f"{who}: X has negative values. NeuronTune assumes non-negative "
                 "(post-ReLU) units, where zeroing a unit switches a feature off; on "
                 "signed coordinates the rule flags units by noise. The guard "
                 "(max_accuracy_drop) limits the damage; check the no-mask control "
-                "(threshold=np.inf).", UserWarning, stacklevel=2)
-
-        wrong = head.predict(X) != y
-        self.delta_ = neuron_deltas(X, y_idx, wrong, n_classes)
-        self.skipped_classes_ = self.classes_[np.isnan(self.delta_[:, 0])].tolist()
-        self.guard_scores_ = {}
+                "(threshold=np.inf).", UserWarning, stacklevel=4)
+        wrong = ctx.evidence.wrong
+        self.delta_ = neuron_deltas(X, ctx.y_idx, wrong, ctx.n_classes)
+        self.skipped_classes_ = ctx.classes[np.isnan(self.delta_[:, 0])].tolist()
         score = self._unit_scores()  # (1 or n_classes, d): -inf where not flagged
-        order = np.argsort(-score, axis=None, kind="stable")
-        self.n_flagged_ = int(np.isfinite(score).sum())
-
-        def mask_of(k):  # the k most strongly flagged units (or class-unit pairs)
-            m = np.zeros(score.size, bool)
-            m[order[:k]] = True
-            m = m.reshape(score.shape)
-            return m if self.aggregate == "class" else m[0]
-
+        ctx.shared["order"] = np.argsort(-score, axis=None, kind="stable")
+        ctx.shared["shape"] = score.shape
+        self.n_flagged_ = k = int(np.isfinite(score).sum())
         if not wrong.any():
             warnings.warn(
-                "NeuronTuner: the head makes no mistake on X, so there is nothing to "
+                f"{who}: the head makes no mistake on X, so there is nothing to "
                 "tune: the original head is kept. Identify on held-out data, not on "
-                "the data the head was trained on.", UserWarning, stacklevel=2)
-            self.mask_, self.n_iter_ = mask_of(0), 0
-            self.spurious_dims_ = np.array([], dtype=np.intp)
-            self.coef_, self.intercept_ = head.coef.copy(), head.intercept.copy()
-            return self
-        if self.skipped_classes_:
+                "the data the head was trained on.", UserWarning, stacklevel=4)
+            ctx.shared["keep_head"] = True
+            k = 0
+        elif self.skipped_classes_:
             warnings.warn(
-                f"NeuronTuner: classes {self.skipped_classes_[:10]} have no mistakes "
+                f"{who}: classes {self.skipped_classes_[:10]} have no mistakes "
                 "or no successes of the head on X and are skipped when flagging units.",
-                UserWarning, stacklevel=2)
-
-        k = self.n_flagged_
-        if k == score.size:
+                UserWarning, stacklevel=4)
+        if k and k == score.size:
             if self.max_accuracy_drop is None:
                 raise ValueError(
-                    f"NeuronTuner: every unit ({X.shape[1]}) is above threshold="
+                    f"{who}: every unit ({X.shape[1]}) is above threshold="
                     f"{self.threshold}; zeroing them all leaves nothing to classify "
                     "with. Raise the threshold, or keep the guard (max_accuracy_drop).")
             warnings.warn(
-                f"NeuronTuner: every unit is above threshold={self.threshold} (the "
+                f"{who}: every unit is above threshold={self.threshold} (the "
                 "embeddings do not look like sparse post-ReLU units); the guard "
-                "tries smaller masks.", UserWarning, stacklevel=2)
+                "tries smaller masks.", UserWarning, stacklevel=4)
             k //= 2
-        if k and self.max_accuracy_drop is not None:
-            k = self._guard(X, y_idx, X_tune, yr_idx, n_classes, k, mask_of)
-        self.mask_ = mask_of(k)
-        self.spurious_dims_ = np.flatnonzero(np.atleast_2d(self.mask_).any(axis=0))
-        self.coef_, self.intercept_, self.n_iter_ = self._retrain(
-            Xr, yr_idx, n_classes, self.mask_, self._stats(Xr))
-        return self
+        ctx.shared["k"] = k
+        ctx.shared["stats"] = {}
+
+    def _given_mask(self, ctx):
+        units = np.asarray(self.units)
+        d = ctx.X.shape[1]
+        shape = (ctx.n_classes, d) if self.aggregate == "class" else (d,)
+        if units.dtype == bool:
+            if units.shape != shape:
+                raise ValueError(f"NeuronTuner: units as a boolean mask must have shape "
+                                 f"{shape}; got {units.shape}.")
+            return units
+        if units.ndim != 1 or not np.issubdtype(units.dtype, np.integer) or (
+                units.size and (units.min() < -d or units.max() >= d)):
+            raise ValueError(f"NeuronTuner: units must be unit indices in [0, {d}) or a "
+                             f"boolean mask; got {self.units!r}.")
+        mask = np.zeros(d, bool)
+        mask[units] = True
+        return np.broadcast_to(mask, shape).copy()
+
+    def _mask_of(self, ctx, k):
+        """The ``k`` most strongly flagged units (or class-unit pairs)."""
+        if "mask" in ctx.shared:
+            return ctx.shared["mask"]
+        m = np.zeros(int(np.prod(ctx.shared["shape"])), bool)
+        m[ctx.shared["order"][:k]] = True
+        m = m.reshape(ctx.shared["shape"])
+        return m if self.aggregate == "class" else m[0]
 
     def _unit_scores(self):
         """How strongly each unit (row per class with ``"class"``) is flagged."""
@@ -438,51 +324,63 @@ class NeuronTuner(LinearSpurClassifier):
             rows[k] = others.max(axis=0, initial=-np.inf)
         return rows
 
-    def _guard(self, X, y_idx, X_tune, y_tune_idx, n_classes, k, mask_of):
-        """Halve the mask until held-out worst-class accuracy is within the drop.
+    # ------------------------------------------------------------ the guard
+    def _selection_grid(self, ctx):
+        k = ctx.shared.get("k", 0)
+        if "mask" in ctx.shared or not k or self.max_accuracy_drop is None:
+            return None
+        halvings = [k]
+        while halvings[-1] > 1:
+            halvings.append(halvings[-1] // 2)
+        return [{"k": 0}] + [{"k": kk} for kk in halvings]
 
-        Retrains on ``X_tune`` and evaluates on ``X`` when given separate tuning
-        data, else cross-fits on two class-stratified halves of ``X``. At most
-        ``_GUARD_SAMPLES`` samples are fitted on: the guard compares
-        accuracies, which a subsample estimates well, at a fraction of the cost.
-        """
-        rng = check_random_state(self.random_state)
-        if X_tune is None:
-            sub = _stratified_subset(y_idx, _GUARD_SAMPLES, rng)
-            rows = np.arange(len(y_idx)) if sub is None else sub
-            yf = y_idx[rows]
-            half = np.zeros(len(rows), bool)
-            for c in range(n_classes):
-                members = rng.permutation(np.flatnonzero(yf == c))
-                half[members[: len(members) // 2]] = True
-            # each half copied once (not the subset, then each half twice)
-            Xh, Xo = X[rows[half]], X[rows[~half]]
-            folds = [(Xh, yf[half], Xo, yf[~half]), (Xo, yf[~half], Xh, yf[half])]
-        else:
-            sub = _stratified_subset(y_tune_idx, _GUARD_SAMPLES, rng)
-            Xa, ya = ((X_tune, y_tune_idx) if sub is None
-                      else (X_tune[sub], y_tune_idx[sub]))
-            folds = [(Xa, ya, X, y_idx)]
-        folds = [(Xa, ya, self._stats(Xa), Xb, yb) for Xa, ya, Xb, yb in folds]
-
-        def accepted(kk, drop=0.0):
-            accs = []
-            for Xa, ya, stats, Xb, yb in folds:
-                coef, icpt, _ = self._retrain(Xa, ya, n_classes, mask_of(kk), stats)
-                accs.append(worst_class_accuracy(yb, _predict_idx(Xb, coef, icpt)))
-            self.guard_scores_[int(kk)] = score = float(np.mean(accs))
-            return score >= self.guard_scores_[0] - drop - 1e-12
-
-        accepted(0)
+    def _choose(self, candidates, scores):
+        """The largest mask within the allowed drop of the no-mask baseline."""
+        if len(scores) < 2:
+            return None
         drop = self.max_accuracy_drop
         if drop == "auto":  # one standard error of the baseline's worst-class accuracy
-            p = self.guard_scores_[0]
-            n_small = np.bincount(np.concatenate([f[4] for f in folds]),
-                                  minlength=n_classes).min()
-            drop = np.sqrt(p * (1 - p) / max(n_small, 1))
-        while not accepted(k, drop):
-            k //= 2
-        return k
+            p = scores[0]
+            drop = np.sqrt(p * (1 - p) / max(self._n_smallest, 1))
+        if scores[-1] >= scores[0] - drop - 1e-12:
+            return len(scores) - 1
+        return 0 if len(scores) == len(candidates) else None
+
+    def _select(self, ctx):
+        # held-out size of the smallest class over both halves (the auto drop's n)
+        self._n_smallest = int(np.bincount(ctx.y_idx, minlength=ctx.n_classes).min())
+        params, init = super()._select(ctx)
+        self.guard_scores_ = {int(k): v for k, v in self.selection_scores_.items()}
+        return params, init
+
+    # ----------------------------------------------------------- retraining
+    def _refit_problem(self, ctx, k=None):
+        if ctx.shared.get("keep_head"):
+            return None
+        mask = self._mask_of(ctx, ctx.shared.get("k", 0) if k is None else k)
+        ctx.shared["final_mask"] = mask
+        mean, scale = self._stats(ctx.X)
+        weights = balanced_weights(ctx.y_idx).astype(ctx.X.dtype)
+        if mask.ndim == 1:
+            return RefitProblem(weights=weights, C=self.C, mean=mean,
+                                scale=_masked(scale, mask))
+        # Per-class masks: one-vs-rest, each class's score on its own units.
+        problems = []
+        for c in range(ctx.n_classes):
+            target = (ctx.y_idx == c).astype(np.intp)
+            problems.append(RefitProblem(
+                weights=balanced_weights(target).astype(ctx.X.dtype), C=self.C,
+                y_idx=target, n_classes=2, mean=mean, scale=_masked(scale, mask[c])))
+        return problems
+
+    def _combine(self, ctx, fits):
+        if len(fits) == 1:
+            return super()._combine(ctx, fits)
+        coef = np.stack([fit.coef[0, 0] for fit in fits])
+        icpt = np.array([fit.intercept[0, 0] for fit in fits], dtype=coef.dtype)
+        if len(fits) == 2:  # softmax of two scores: the logit is their difference
+            coef, icpt = coef[1:] - coef[:1], icpt[1:] - icpt[:1]
+        return coef, icpt
 
     def _stats(self, X):
         """Mean and scale of the retraining's (implicit) standardisation."""
@@ -490,30 +388,9 @@ class NeuronTuner(LinearSpurClassifier):
             return standardize_stats(X)
         return np.zeros(X.shape[1], X.dtype), np.ones(X.shape[1], X.dtype)
 
-    def _retrain(self, X, y_idx, n_classes, mask, stats):
-        """Class-balanced L2 logistic regression with the ``mask`` units zeroed.
-
-        A zeroed unit gets an infinite scale in the implicit standardisation,
-        so the solver never sees it and its weight is exactly 0, without
-        copying ``X``. Returns coef (K, d), intercept (K,) and the iterations.
-        """
-        mean, scale = stats
-        kw = dict(l2=1.0 / (self.C * X.shape[0]), mean=mean, max_iter=self.max_iter,
-                  tol=self.tol)
-        if mask.ndim == 1:
-            fit = fit_logistic(X, y_idx, n_classes, weights=balanced_weights(y_idx),
-                               scale=_masked(scale, mask), **kw)
-            return fit.coef[0], fit.intercept[0], fit.n_iter
-        # Per-class masks: one-vs-rest, each class's score on its own units.
-        coef = np.zeros((n_classes, X.shape[1]), X.dtype)
-        icpt = np.zeros(n_classes, X.dtype)
-        n_iter = 0
-        for c in range(n_classes):
-            target = (y_idx == c).astype(np.intp)
-            fit = fit_logistic(X, target, 2, weights=balanced_weights(target),
-                               scale=_masked(scale, mask[c]), **kw)
-            coef[c], icpt[c] = fit.coef[0, 0], fit.intercept[0, 0]
-            n_iter = max(n_iter, fit.n_iter)
-        if n_classes == 2:  # softmax of two scores: the logit is their difference
-            coef, icpt = coef[1:] - coef[:1], icpt[1:] - icpt[:1]
-        return coef, icpt, n_iter
+    def _after_fit(self, ctx):
+        mask = ctx.shared.get("final_mask")
+        if mask is None:
+            mask = self._mask_of(ctx, 0)
+        self.mask_ = mask
+        self.spurious_dims_ = np.flatnonzero(np.atleast_2d(mask).any(axis=0))
