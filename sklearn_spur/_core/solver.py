@@ -7,29 +7,58 @@ embeddings. :func:`fit_logistic` fits ``B`` problems *at once*: the problems
 share ``X`` and differ by their per-sample weights (a subsample is a 0/1 weight
 vector), their penalties and their starting point. Each iteration costs two
 matrix products of ``X`` with ``B * K`` columns, in ``X``'s dtype (float32
-stays float32); standardisation is applied implicitly, so ``X`` is never copied.
+stays float32, float16 is computed in float32); standardisation is applied
+implicitly, so ``X`` is never copied.
 
-The problems go to scipy's L-BFGS-B, with the loss and gradient evaluated as
-above (an L1 penalty made smooth by splitting the weights into positive and
-negative parts under bounds): tens of iterations where a first-order method
-needs hundreds on raw or weakly regularised embeddings. Where its line search
-stalls first (float32 losses are inexact near the optimum), FISTA (accelerated
-proximal gradient with adaptive restart) goes on from that point; its step is
-``1 / L`` with ``L`` a power-iteration estimate of each problem's Lipschitz
-constant, and the L1 penalty is handled by soft-thresholding. The
-intercept is never penalised (liblinear's penalises it, the only difference to
-scikit-learn's L1 ``LogisticRegression(solver="liblinear")`` objective).
+The problems go to scipy's L-BFGS-B (an L1 penalty made smooth by splitting the
+weights into positive and negative parts under bounds), then to FISTA where its
+line search stalls (``_logistic.py``). With fewer samples than features the
+problems are solved in the span of the samples (L2) or on an active set of
+columns (L1) instead (``_wide.py``).
+
+Internally the variables are rescaled column by column (a power of two near
+each column's root mean square, so the rescaling is exact in floating point) and
+centred when no ``mean`` is given. This changes nothing in the objective; it
+keeps embeddings of any magnitude (1e-10 or 1e10, or both in one matrix)
+well conditioned. The intercept is never penalised (liblinear's is: the only
+difference to scikit-learn's ``LogisticRegression(solver="liblinear")``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, log_softmax, logsumexp, softmax
+from scipy.special import log_softmax
+from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["LogisticFit", "fit_logistic", "standardize_stats"]
+from ._logistic import Objective, primal
+from ._wide import gram_l2, working_set_l1
+
+__all__ = ["LogisticFit", "check_convergence", "fit_logistic", "standardize_stats"]
+
+#: BLAS threads inside :func:`fit_logistic`: an int limits them (with
+#: ``threadpoolctl``) for the duration of a fit, ``None`` leaves BLAS alone. Set
+#: by the environment variable ``SKLEARN_SPUR_SOLVER_THREADS`` (an int, or
+#: ``default`` for ``None``) or by assigning this attribute.
+SOLVER_THREADS = os.environ.get("SKLEARN_SPUR_SOLVER_THREADS", "1")
+SOLVER_THREADS = None if SOLVER_THREADS.lower() in ("", "default", "none") else int(
+    SOLVER_THREADS)
+_controller = None
+
+
+def _blas_limit():
+    global _controller
+    if SOLVER_THREADS is None:
+        return contextlib.nullcontext()
+    if _controller is None:  # scanning the loaded libraries costs milliseconds
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=int(SOLVER_THREADS), user_api="blas")
 
 
 @dataclass
@@ -45,6 +74,7 @@ class LogisticFit:
     n_iter : int
         Iterations run.
     converged : ndarray of shape (B,) of bool
+        Whether each problem met ``tol`` within ``max_iter`` iterations.
     """
 
     coef: np.ndarray
@@ -52,10 +82,62 @@ class LogisticFit:
     n_iter: int
     converged: np.ndarray
 
+    def warn_if_not_converged(self, who, max_iter):
+        """Issue one :class:`~sklearn.exceptions.ConvergenceWarning` if any problem
+        did not converge.
+
+        Parameters
+        ----------
+        who : str
+            The estimator's name, first word of the message.
+        max_iter : int
+            The iteration limit it was fitted with (named in the message).
+
+        Returns
+        -------
+        converged : bool
+            True when every problem converged (and nothing was warned).
+        """
+        bad = int(np.size(self.converged) - np.count_nonzero(self.converged))
+        if bad == 0:
+            return True
+        what = "the solver" if np.size(self.converged) == 1 else (
+            f"{bad} of {np.size(self.converged)} solver problems")
+        warnings.warn(
+            f"{who}: {what} did not converge in max_iter={max_iter} iterations. "
+            "Raise max_iter, standardise the embeddings (standardize=True or a "
+            "StandardScaler), or raise tol.", ConvergenceWarning, stacklevel=3)
+        return False
+
+
+def check_convergence(fit, who, max_iter):
+    """Warn once if ``fit`` did not converge; see :meth:`LogisticFit.warn_if_not_converged`."""
+    return fit.warn_if_not_converged(who, max_iter)
+
+
+def work_dtype(dtype):
+    """The dtype the solver computes in: float32 for float16 and float32, else float64."""
+    return np.dtype(np.float32) if dtype in (np.float16, np.float32) else np.dtype(
+        np.float64)
+
 
 def _as_batch(value, B, dtype):
     arr = np.asarray(value, dtype=dtype)
-    return np.broadcast_to(arr.reshape(-1), (B,)).copy() if arr.size in (1, B) else None
+    if arr.size not in (1, B):
+        raise ValueError(f"a penalty has {arr.size} values for {B} problems.")
+    return np.broadcast_to(arr.reshape(-1), (B,)).copy()
+
+
+def _column_stats(X, mean, inv_scale, rows=2048, block=256):
+    """Mean (float64) and mean square of ``(x - mean) * inv_scale`` over about
+    ``rows`` evenly spaced rows, accumulated in float64 by blocks."""
+    sample = X[::max(1, X.shape[0] // rows)]
+    mu = sample.mean(axis=0, dtype=np.float64) if mean is None else mean
+    ms = np.zeros(X.shape[1])
+    for start in range(0, sample.shape[0], block):
+        part = (sample[start:start + block] - mu) * inv_scale
+        ms += np.einsum("ij,ij->j", part, part)
+    return mu, ms / sample.shape[0]
 
 
 def fit_logistic(
@@ -72,6 +154,7 @@ def fit_logistic(
     scale=None,
     coef_init=None,
     intercept_init=None,
+    l2_anchor=None,
     max_iter=2000,
     tol=1e-4,
     power_iter=15,
@@ -84,12 +167,22 @@ def fit_logistic(
             + l1_b * |W|_1 + l2_b / 2 * |W|^2 + sub_b * |W V^T|^2
 
     with ``x~ = (x - mean) / scale`` (implicit), ``loss`` the binary (``K = 1``)
-    or multinomial logistic loss and ``V`` the rows of ``subspace``.
+    or multinomial logistic loss and ``V`` the rows of ``subspace``: the
+    penalties act on the standardised-space weights ``W`` (the raw-space weights
+    are ``W / scale``). With ``l2_anchor`` the L2 term becomes a pull toward
+    the anchor on the *raw-space* weights::
+
+        l2_b / 2 * |W / scale - l2_anchor_b|^2
+
+    (the same as ``l2_b / 2 * |W - l2_anchor_b * scale|^2 / scale^2``; when
+    ``scale`` is None the two spaces coincide). ``l2_anchor = 0`` thus gives a
+    ridge penalty on the raw-space weights, e.g. of a trained head.
 
     Parameters
     ----------
-    X : ndarray of shape (n, d), float32 or float64
-        Embeddings; never copied or modified.
+    X : ndarray of shape (n, d), float16, float32 or float64
+        Embeddings; never modified, and never copied when float32 or float64
+        (float16 is computed in float32; other dtypes in float64).
     y : ndarray of shape (n,) of int
         Class index in ``[0, n_classes)``.
     n_classes : int
@@ -101,214 +194,136 @@ def fit_logistic(
     subspace : ndarray of shape (k, d), default=None
         Orthonormal rows ``V`` whose span the weights are discouraged from.
     mean, scale : ndarray of shape (d,), default=None
-        Implicit standardisation of ``X``.
+        Implicit standardisation of ``X``. An infinite scale hides a column
+        (its weight is exactly zero).
     coef_init : ndarray of shape (K, d) or (B, K, d), default=None
         Starting weights in the raw ``X`` space (warm start); zeros by default.
     intercept_init : ndarray of shape (K,) or (B, K), default=None
         Starting intercepts in the raw ``X`` space.
+    l2_anchor : ndarray of shape (K, d) or (B, K, d), default=None
+        Raw-space weights the L2 term pulls toward (AFR's pull toward the
+        original head); ``None`` penalises the standardised weights themselves.
     max_iter : int
-        Maximum iterations.
+        Maximum iterations (summed over the rounds of the active-set path).
     tol : float
-        Stop when the proximal-gradient residual (zero at the optimum) is below
-        ``tol`` in max norm for every problem.
+        Stop when the optimality residual (the gradient, or for L1 its distance
+        to the subdifferential; zero at the optimum) is below ``tol`` in max
+        norm for every problem. It is measured on weights of columns rescaled
+        to unit root mean square (for standardised ``X``, the standardised
+        weights), so its meaning does not depend on ``X``'s magnitude.
     power_iter : int
-        Power iterations estimating each problem's Lipschitz constant (each costs
-        two passes over ``X``, like a solver iteration); the estimate is inflated
-        by 1.3 to stay above the true value.
+        Power iterations estimating each problem's Lipschitz constant for the
+        FISTA fallback (each costs two passes over ``X``).
 
     Returns
     -------
     result : LogisticFit
+
+    Raises
+    ------
+    FloatingPointError
+        If the fitted weights are not finite (e.g. ``X`` holds values near the
+        largest its dtype can represent); the message gives ``X``'s magnitude.
+
+    Notes
+    -----
+    With fewer samples than features (``n < d``) an L2 (or anchored) problem
+    without ``subspace`` is solved exactly in the span of the samples (an
+    ``n x n`` Gram matrix), and an L1 problem on an active set of columns.
+    BLAS threads are limited to ``SOLVER_THREADS`` during the fit.
     """
+    X = np.asarray(X)
+    if X.dtype != work_dtype(X.dtype):  # float16 -> float32, ints -> float64
+        X = X.astype(work_dtype(X.dtype))
+    with _blas_limit():
+        fit = _fit(X, np.asarray(y), n_classes, weights, l1, l2, subspace,
+                   subspace_penalty, mean, scale, coef_init, intercept_init, l2_anchor,
+                   max_iter, tol, power_iter)
+    if not (np.isfinite(fit.coef).all() and np.isfinite(fit.intercept).all()):
+        with np.errstate(over="ignore"):
+            top = float(np.abs(X).max()) if X.size else 0.0
+        raise FloatingPointError(
+            f"fit_logistic: the fitted weights are not finite; the largest absolute "
+            f"value in X is {top:.3g} ({X.dtype}). Rescale the embeddings (e.g. a "
+            "StandardScaler, or standardize=True) or pass them as float64.")
+    return fit
+
+
+def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init,
+         intercept_init, anchor, max_iter, tol, power_iter):
     dtype = X.dtype
     n, d = X.shape
     K = 1 if n_classes == 2 else n_classes
     w_samples = np.ones((1, n), dtype) if weights is None else np.atleast_2d(
         np.asarray(weights, dtype=dtype))
-    B = max(w_samples.shape[0], *(np.size(v) for v in (l1, l2, subspace_penalty)))
+    batch = [np.size(v) for v in (l1, l2, sub)] + [
+        np.shape(a)[0] for a in (anchor, coef_init) if a is not None and np.ndim(a) == 3]
+    B = max(w_samples.shape[0], *batch)
     if w_samples.shape[0] not in (1, B):
         raise ValueError("weights must have 1 or B rows.")
     w_samples = w_samples / w_samples.sum(axis=1, keepdims=True)  # (B or 1, n)
-    l1 = _as_batch(l1, B, dtype)
-    l2 = _as_batch(l2, B, dtype)
-    sub = _as_batch(subspace_penalty, B, dtype)
-    mean = np.zeros(d, dtype) if mean is None else np.asarray(mean, dtype)
-    inv_scale = np.ones(d, dtype) if scale is None else (1 / np.asarray(scale, dtype))
-    V = None if subspace is None else np.asarray(subspace, dtype).reshape(-1, d)
-
+    l1, l2, sub = (_as_batch(v, B, np.float64) for v in (l1, l2, sub))
+    inv_scale = np.ones(d) if scale is None else 1 / np.asarray(scale, np.float64)
+    mean = None if mean is None else np.asarray(mean, np.float64)
     onehot = np.zeros((n, K), dtype)
     if K == 1:
         onehot[:, 0] = y == 1
     else:
         onehot[np.arange(n), y] = 1
 
-    # The optimisation variables live in the standardised space.
-    def to_std(coef, icpt):
-        coef = np.broadcast_to(np.asarray(coef, dtype), (B, K, d)) / inv_scale
-        icpt = np.broadcast_to(np.asarray(icpt, dtype), (B, K)) + np.einsum(
-            "bkd,d->bk", coef * inv_scale, mean)
-        return np.ascontiguousarray(coef), np.ascontiguousarray(icpt)
+    # Internal variables W^ = W * rho on x^ = (x - mean) * q, q = inv_scale / rho:
+    # rho a power of two near sqrt(E x~^2 + 4 l2 D) (the diagonal of the Hessian:
+    # curvature of the loss, at most 1/4, and of the penalty), D the metric of the
+    # L2 term on the standardised weights (1, or inv_scale^2 for the raw-space
+    # anchored term). Only the conditioning changes, not the objective.
+    mean, ms = _column_stats(X, mean, inv_scale)
+    metric = np.ones(d) if anchor is None else inv_scale ** 2
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rho = 2.0 ** np.round(np.log2(np.sqrt(ms + 4 * l2.min() * metric)))
+    rho[~np.isfinite(rho) | (rho == 0)] = 1.0
+    q = inv_scale / rho
+    l1w = (l1[:, None, None] / rho).astype(dtype)
+    l2w = (l2[:, None, None] * metric / rho ** 2).astype(dtype)
+    visible = q > 0
+    anchor_raw = None
+    if anchor is not None:
+        anchor_raw = np.broadcast_to(np.asarray(anchor, np.float64), (B, K, d)) * visible
+    coef0 = np.zeros((B, K, d)) if coef_init is None else np.broadcast_to(
+        np.asarray(coef_init, np.float64), (B, K, d)) * visible
+    icpt0 = np.zeros((B, K)) if intercept_init is None else np.broadcast_to(
+        np.asarray(intercept_init, np.float64), (B, K))
+    mean_w = mean.astype(dtype)
 
-    W = np.zeros((B, K, d), dtype)
-    c = np.zeros((B, K), dtype)
-    if coef_init is not None:
-        W, c = to_std(coef_init, np.zeros(K, dtype) if intercept_init is None
-                      else intercept_init)
+    if n < d and not np.any(l1) and (subspace is None or not np.any(sub)):
+        metric_root = inv_scale if anchor is None else visible.astype(np.float64)
+        coef, icpt, it, converged = gram_l2(
+            X, onehot, w_samples, mean_w, metric_root.astype(dtype), anchor_raw, l2,
+            coef0, icpt0, max_iter, tol)
+        return LogisticFit(coef=coef, intercept=icpt, n_iter=it,
+                           converged=converged & np.isfinite(coef).all(axis=(1, 2)))
 
-    def scores(Wm, cm):
-        # logits of x~ = (x - mean) * inv_scale, without forming x~.
-        Wr = Wm * inv_scale  # (B, K, d)
-        z = X @ Wr.reshape(B * K, d).T  # (n, B*K)
-        z = z.reshape(n, B, K)
-        z += cm[None] - np.einsum("bkd,d->bk", Wr, mean)[None]
-        return z
-
-    def residual(z):
-        # (p - onehot) weighted by w_bi / sum_i w_bi, shape (n, B, K).
-        p = expit(z) if K == 1 else softmax(z, axis=2)
-        p -= onehot[:, None, :]
-        p *= w_samples.T[:, :, None]
-        return p
-
-    def smooth_grad(Wm, cm, z=None):
-        r = residual(scores(Wm, cm) if z is None else z)
-        # X.T @ r, not r.T @ X: OpenBLAS is up to 20x slower on the latter layout.
-        g_raw = (X.T @ r.reshape(n, B * K)).T.reshape(B, K, d)
-        r_sum = r.sum(axis=0)  # (B, K)
-        gW = (g_raw - r_sum[:, :, None] * mean) * inv_scale
-        gW += l2[:, None, None] * Wm
-        if V is not None:
-            gW += 2 * sub[:, None, None] * ((Wm @ V.T) @ V)
-        return gW, r_sum
-
-    # Quasi-Newton first; FISTA goes on from its point only if its line search stalls.
-    W, c, it, converged = _lbfgs(W, c, scores, smooth_grad, onehot, w_samples, l1, l2,
-                                 sub, V, max_iter, tol)
-    if converged.all() or it >= max_iter:
-        coef = W * inv_scale
-        intercept = c - np.einsum("bkd,d->bk", coef, mean)
-        return LogisticFit(coef=coef, intercept=intercept, n_iter=it,
-                           converged=converged)
-
-    # Lipschitz constants by power iteration on the weighted Gram matrix of [x~, 1].
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal((B, d + 1)).astype(dtype)
-    lam = np.ones(B, dtype)
-    for _ in range(power_iter):
-        v /= np.linalg.norm(v, axis=1, keepdims=True)
-        u = X @ (v[:, :d] * inv_scale).T + (v[:, d] - (v[:, :d] * inv_scale) @ mean)
-        u *= w_samples.T
-        v_new = np.empty_like(v)
-        v_new[:, :d] = ((X.T @ u).T - u.sum(axis=0)[:, None] * mean) * inv_scale
-        v_new[:, d] = u.sum(axis=0)
-        lam = np.linalg.norm(v_new, axis=1)
-        v = v_new
-    curvature = 0.25 if K == 1 else 0.5
-    L = 1.3 * curvature * lam + l2 + 2 * sub + np.finfo(dtype).eps
-    step = (1.0 / L).astype(dtype)[:, None, None]
-
-    Y_W, Y_c = W.copy(), c.copy()
-    t = np.ones(B, dtype)
-    converged = np.zeros(B, bool)
-    start = it
-    for it in range(start + 1, max_iter + 1):
-        gW, gc = smooth_grad(Y_W, Y_c)
-        W_new = Y_W - step * gW
-        thr = (step[:, 0, 0] * l1)[:, None, None]
-        W_new = np.sign(W_new) * np.maximum(np.abs(W_new) - thr, 0)
-        c_new = Y_c - step[:, :, 0] * gc
-        res = np.maximum(np.abs(Y_W - W_new).max(axis=(1, 2)),
-                         np.abs(Y_c - c_new).max(axis=1)) / step[:, 0, 0]
-        converged = res <= tol
-        if converged.all():
-            W, c = W_new, c_new
-            break
-        # Adaptive restart (O'Donoghue & Candes): drop momentum when it points uphill.
-        uphill = np.einsum("bkd,bkd->b", Y_W - W_new, W_new - W) + np.einsum(
-            "bk,bk->b", Y_c - c_new, c_new - c) > 0
-        t = np.where(uphill, 1, t)
-        t_new = (1 + np.sqrt(1 + 4 * t * t)) / 2
-        mom = ((t - 1) / t_new).astype(dtype)
-        Y_W = W_new + mom[:, None, None] * (W_new - W)
-        Y_c = c_new + mom[:, None] * (c_new - c)
-        W, c, t = W_new, c_new, t_new
-
-    coef = W * inv_scale
-    intercept = c - np.einsum("bkd,d->bk", coef, mean)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        to_internal = np.where(visible, 1 / q, 0)
+    V = None if subspace is None else (np.asarray(subspace, np.float64).reshape(-1, d)
+                                       / rho).astype(dtype)
+    obj = Objective(X, onehot, w_samples, mean_w, q.astype(dtype), l2w,
+                    None if anchor is None else (anchor_raw * to_internal).astype(dtype),
+                    V, sub.astype(dtype))
+    W = (coef0 * to_internal).astype(dtype)
+    c = (icpt0 + np.einsum("bkd,d->bk", coef0, mean)).astype(dtype)
+    solve = working_set_l1 if n < d and np.any(l1) else primal
+    W, c, it, converged = solve(obj, l1w, W, c, max_iter, tol)
+    coef = W * obj.q
+    intercept = c - np.einsum("bkd,d->bk", coef, mean_w)
+    converged = converged & np.isfinite(coef).all(axis=(1, 2))
     return LogisticFit(coef=coef, intercept=intercept, n_iter=it, converged=converged)
 
 
-def _lbfgs(W, c, scores, smooth_grad, onehot, w_samples, l1, l2, sub, V, max_iter,
-           tol):
-    """Minimise the objectives with scipy's L-BFGS-B.
-
-    The ``B`` problems are independent, so their objectives are summed and
-    solved as one; the gradient of the sum with respect to a problem's
-    variables is that problem's gradient, so the stopping test (max-norm of
-    the gradient at most ``tol``, scikit-learn's lbfgs test on the same
-    sample-averaged objective) holds for every problem. An L1 penalty is made
-    smooth by splitting ``W = P - N`` with ``P, N >= 0`` (bounds L-BFGS-B
-    keeps exactly, so zeros are exact) and ``l1 * sum(P + N)``. Each
-    evaluation is one pass over ``X`` for the scores and one for the
-    gradient, in ``X``'s dtype; only the iterate is float64. Tens of
-    iterations replace FISTA's hundreds on weakly regularised problems.
-    Returns ``(W, c, n_iter, converged)``; the caller goes on with FISTA where
-    the line search stalls first (float32 losses are inexact near the optimum).
-    """
-    B, K, _ = W.shape
-    dtype = W.dtype
-    n_w = W.size
-    split = bool(np.any(l1))
-    w_rows = np.broadcast_to(w_samples, (B, w_samples.shape[1]))
-    l1_w = np.broadcast_to(l1[:, None, None], W.shape).ravel().astype(np.float64)
-
-    def unpack(theta):
-        Wm = theta[:n_w] - theta[n_w:2 * n_w] if split else theta[:n_w]
-        cm = theta[-c.size:]
-        return Wm.reshape(W.shape).astype(dtype), cm.reshape(c.shape).astype(dtype)
-
-    def fun(theta):
-        Wm, cm = unpack(theta)
-        z = scores(Wm, cm)  # (n, B, K)
-        if K == 1:
-            per = np.logaddexp(0, z[:, :, 0]) - onehot[:, None, 0] * z[:, :, 0]
-        else:
-            per = logsumexp(z, axis=2) - np.einsum("nk,nbk->nb", onehot, z)
-        loss = np.einsum("nb,bn->", per, w_rows, dtype=np.float64)
-        loss += np.dot(l2, np.einsum("bkd,bkd->b", Wm, Wm, dtype=np.float64)) / 2
-        if V is not None:
-            P = Wm @ V.T
-            loss += np.dot(sub, np.einsum("bkj,bkj->b", P, P, dtype=np.float64))
-        gW, gc = smooth_grad(Wm, cm, z)
-        gW = gW.ravel().astype(np.float64)
-        if not split:
-            return float(loss), np.concatenate([gW, gc.ravel()])
-        loss += np.dot(l1_w, theta[:2 * n_w].reshape(2, -1).sum(0))
-        return float(loss), np.concatenate([gW + l1_w, l1_w - gW, gc.ravel()])
-
-    if split:
-        w0 = W.ravel().astype(np.float64)
-        theta0 = np.concatenate([np.maximum(w0, 0), np.maximum(-w0, 0), c.ravel()])
-        bounds = [(0, None)] * (2 * n_w) + [(None, None)] * c.size
-    else:
-        theta0, bounds = np.concatenate([W.ravel(), c.ravel()]).astype(np.float64), None
-    res = minimize(fun, theta0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": max_iter, "gtol": tol, "maxcor": 20,
-                            "ftol": 1000 * np.finfo(np.float64).eps})
-    W, c = unpack(res.x)
-    gW, gc = smooth_grad(W, c)
-    # Optimality residual: the gradient, or for L1 the distance of -gradient to
-    # l1 * subdifferential of |w| (zero at the optimum, FISTA's residual there).
-    lam = l1[:, None, None]
-    gW = np.where(W != 0, gW + lam * np.sign(W), np.maximum(np.abs(gW) - lam, 0))
-    residual = np.maximum(np.abs(gW).max(axis=(1, 2)), np.abs(gc).max(axis=1))
-    return W, c, max(int(res.nit), 1), residual <= tol
-
-
 def standardize_stats(X):
-    """Mean and standard deviation per column (zero std mapped to 1), in X's dtype.
+    """Mean and standard deviation per column (zero std mapped to 1).
 
-    Accumulated in float64 so float32 embeddings of large sets keep their precision.
+    In the solver's dtype (float32 for float16 and float32 ``X``); accumulated in
+    float64 so float32 embeddings of large sets keep their precision.
     """
     mean = X.mean(axis=0, dtype=np.float64)
     var = np.zeros(X.shape[1])
@@ -317,7 +332,8 @@ def standardize_stats(X):
         var += np.einsum("ij,ij->j", block, block)
     std = np.sqrt(var / X.shape[0])
     std[std == 0] = 1.0
-    return mean.astype(X.dtype), std.astype(X.dtype)
+    dtype = work_dtype(X.dtype)
+    return mean.astype(dtype), std.astype(dtype)
 
 
 def log_loss_per_problem(X, y, n_classes, coef, intercept):
