@@ -1,0 +1,86 @@
+"""AFRClassifier: the objective it solves, and its effect where ERM fails."""
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import log_softmax, softmax
+
+from sklearn_spur import AFRClassifier, ERMClassifier, worst_group_accuracy
+from sklearn_spur.datasets import make_waterdigits
+
+
+def _afr_weights(X, y, W0, b0, gamma):
+    p = softmax(X @ W0.T + b0, axis=1)[np.arange(len(y)), y]
+    w = np.exp(-gamma * p)
+    for c in np.unique(y):
+        w[y == c] /= w[y == c].sum() * len(np.unique(y))
+    return w
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_matches_a_direct_minimisation_of_the_objective(n_classes):
+    rng = np.random.default_rng(0)
+    n, d = 300, 5
+    y = rng.integers(0, n_classes, n)
+    X = rng.normal(size=(n, d)) + np.eye(n_classes, d)[y]
+    W0 = rng.normal(size=(n_classes, d))
+    b0 = rng.normal(size=n_classes)
+    gamma, lam = 2.0, 0.05
+    afr = AFRClassifier(head=(W0, b0), gamma=gamma, lam=lam, tol=1e-10,
+                        max_iter=10_000).fit(X, y)
+
+    w = _afr_weights(X, y, W0, b0, gamma)
+    np.testing.assert_allclose(afr.sample_weight_, w, rtol=1e-10)
+    K = 1 if n_classes == 2 else n_classes
+    anchor = (W0[1:] - W0[:1]) if K == 1 else W0
+
+    def objective(theta):
+        W, b = theta[:K * d].reshape(K, d), theta[K * d:]
+        z = X @ W.T + b
+        if K == 1:
+            z = np.c_[np.zeros(n), z]
+        loss = -(w * log_softmax(z, axis=1)[np.arange(n), y]).sum() / w.sum()
+        return loss + lam * ((W - anchor) ** 2).sum()
+
+    theta0 = np.zeros(K * d + K)
+    ref = minimize(objective, theta0, method="BFGS", options={"gtol": 1e-12}).x
+    np.testing.assert_allclose(afr.coef_, ref[:K * d].reshape(K, d), atol=1e-4)
+    # softmax is unchanged by a common shift of the (unpenalised) intercepts
+    centre = (lambda b: b - b.mean()) if K > 1 else (lambda b: b)
+    np.testing.assert_allclose(centre(afr.intercept_), centre(ref[K * d:]), atol=1e-4)
+
+
+def test_gamma_zero_is_class_balanced_and_lam_pulls_to_the_head():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(300, int), np.ones(100, int)]
+    X = rng.normal(size=(400, 3)) + y[:, None]
+    W0, b0 = np.array([[0.0, 0.0, 5.0]]), np.array([-1.0])
+    afr = AFRClassifier(head=(W0, b0), gamma=0.0).fit(X, y)
+    assert afr.sample_weight_[y == 0].sum() == pytest.approx(0.5)
+    assert np.allclose(afr.sample_weight_[y == 0], afr.sample_weight_[y == 0][0])
+    pulled = AFRClassifier(head=(W0, b0), gamma=1.0, lam=1e4).fit(X, y)
+    np.testing.assert_allclose(pulled.coef_, W0, atol=1e-3)
+
+
+def test_refuses_a_class_the_data_lacks():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    head = (np.zeros((3, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="no sample of classes"):
+        AFRClassifier(head=head).fit(X, np.arange(20) % 2)
+
+
+def test_lifts_worst_group_accuracy_far_above_erm_on_waterdigits():
+    # gamma chosen by worst-group accuracy on the validation split. Measured over
+    # make_waterdigits seeds 0-4: ERM 0.26-0.45, gain +0.454 +- 0.070 (sd), so
+    # +0.30 is 2.2 sd below the mean; seed 0 gains +0.51.
+    b = make_waterdigits(random_state=0)
+    erm = ERMClassifier(head=b.head).fit(b.X_train, b.y_train)
+    wga_erm = worst_group_accuracy(b.y_test, erm.predict(b.X_test),
+                                   spurious=b.spurious_test)
+    fits = [AFRClassifier(head=b.head, gamma=g).fit(b.X_val, b.y_val)
+            for g in (0.0, 0.5, 1.0, 2.0, 4.0)]
+    val = [worst_group_accuracy(b.y_val, f.predict(b.X_val), spurious=b.spurious_val)
+           for f in fits]
+    best = fits[int(np.argmax(val))]
+    wga = worst_group_accuracy(b.y_test, best.predict(b.X_test), spurious=b.spurious_test)
+    assert wga >= wga_erm + 0.30, (wga_erm, wga, val)
