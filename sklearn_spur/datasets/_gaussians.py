@@ -49,6 +49,8 @@ def _spurious_values(y, n_classes, rho, balanced, rng):
         "core_strength": [Interval(Real, 0, None, closed="left")],
         "spurious_strength": [Interval(Real, 0, None, closed="left")],
         "noise_correlation": [Interval(Real, 0, 1, closed="left")],
+        "n_val": [Interval(Integral, 0, None, closed="left")],
+        "val_rho": [Interval(Real, 0, 1, closed="both"), None],
         "random_state": ["random_state"],
     },
     prefer_skip_nested_validation=True,
@@ -56,7 +58,7 @@ def _spurious_values(y, n_classes, rho, balanced, rng):
 def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=False,
                             n_core=5, n_spurious=5, n_noise=10, core_strength=2.0,
                             spurious_strength=6.0, noise_correlation=0.0,
-                            random_state=None):
+                            n_val=0, val_rho=None, random_state=None):
     """Gaussian features with a weak core signal and a strong spurious one.
 
     The synthetic setting of Sagawa et al. (2020) [1]_: every sample has a
@@ -117,6 +119,14 @@ def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=Fa
         (``Phi(3) = 0.9987`` accuracy for ``a`` by default).
     noise_correlation : float in [0, 1), default=0.0
         Correlation between the noise of any two spurious or noise features.
+    n_val : int, default=0
+        Size of a held-out split drawn from the same distribution
+        (``X_val``, ``y_val``, ``spurious_val``), after and independently of
+        ``X``: ``X``, ``y`` and ``spurious`` do not depend on it.
+    val_rho : float in [0, 1] or None, default=None
+        Fraction of every class of the held-out split whose attribute equals
+        its class: held-out data drawn like the training data. ``None``:
+        balanced, every group ``(y, a)`` equally frequent. Needs ``n_val > 0``.
     random_state : int, RandomState instance or None, default=None
         Seed of the sampling.
 
@@ -126,7 +136,8 @@ def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=Fa
         With ``X`` (ndarray of shape (n_samples, n_core + n_spurious + n_noise)),
         ``y`` and ``spurious`` (int64 ndarrays of shape (n_samples,)),
         ``core_direction`` and ``spurious_direction`` (unit ndarrays of shape
-        (n_features,)), ``feature_names`` and ``DESCR``.
+        (n_features,)), ``feature_names`` and ``DESCR``; with ``n_val``, also
+        ``X_val``, ``y_val`` and ``spurious_val``.
 
     See Also
     --------
@@ -152,11 +163,17 @@ def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=Fa
     >>> wga = worst_group_accuracy(test.y, clf.predict(test.X), spurious=test.spurious)
     >>> bool(mean - wga > 0.2)
     True
-    """
-    rng = check_random_state(random_state)
-    y = _balanced_cycle(n_samples, n_classes, rng).astype(np.int64)
-    a = _spurious_values(y, n_classes, rho, balanced, rng)
 
+    A held-out split as correlated as the training data, in the same call:
+
+    >>> data = make_spurious_gaussians(2000, n_val=500, val_rho=0.95, random_state=0)
+    >>> data.X_val.shape, float((data.y_val == data.spurious_val).mean())
+    ((500, 20), 0.952)
+    """
+    if val_rho is not None and n_val == 0:
+        raise ValueError("val_rho sets the attribute-label agreement of the held-out "
+                         "split: pass n_val > 0, its size.")
+    rng = check_random_state(random_state)
     n_features = n_core + n_spurious + n_noise
     core = slice(0, n_core)
     spur = slice(n_core, n_core + n_spurious)
@@ -164,15 +181,13 @@ def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=Fa
     core_direction[core] = 1 / np.sqrt(n_core)
     spurious_direction = np.zeros(n_features)
     spurious_direction[spur] = 1 / np.sqrt(n_spurious)
-
-    centre = (n_classes - 1) / 2
-    X = rng.standard_normal((n_samples, n_features))
-    if noise_correlation > 0:
-        shared = rng.standard_normal((n_samples, 1))
-        X[:, n_core:] = (np.sqrt(1 - noise_correlation) * X[:, n_core:]
-                         + np.sqrt(noise_correlation) * shared)
-    X += core_strength * (y - centre)[:, None] * core_direction
-    X += spurious_strength * (a - centre)[:, None] * spurious_direction
+    X, y, a = _draw(n_samples, n_classes, rho, balanced, n_core, noise_correlation,
+                    core_strength, spurious_strength, core_direction,
+                    spurious_direction, rng)
+    if n_val:
+        val = _draw(n_val, n_classes, 0.0 if val_rho is None else val_rho,
+                    val_rho is None, n_core, noise_correlation, core_strength,
+                    spurious_strength, core_direction, spurious_direction, rng)
 
     feature_names = np.array(
         [f"core{i}" for i in range(n_core)]
@@ -194,6 +209,30 @@ def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=Fa
         f"equals their class: {(y == a).mean():.3f}."
     )
     descr = f"{title}\n{'=' * len(title)}\n\n{textwrap.fill(text, width=79)}\n"
-    return Bunch(X=X, y=y, spurious=a, core_direction=core_direction,
-                 spurious_direction=spurious_direction, feature_names=feature_names,
-                 DESCR=descr)
+    if n_val:
+        held_out = ("balanced" if val_rho is None else
+                    f"attribute equal to the class for a fraction {val_rho} of every "
+                    "class")
+        descr += f"\nHeld-out split (X_val): {n_val} samples, {held_out}.\n"
+    out = Bunch(X=X, y=y, spurious=a, core_direction=core_direction,
+                spurious_direction=spurious_direction, feature_names=feature_names,
+                DESCR=descr)
+    if n_val:
+        out.update(X_val=val[0], y_val=val[1], spurious_val=val[2])
+    return out
+
+
+def _draw(n_samples, n_classes, rho, balanced, n_core, noise_correlation,
+          core_strength, spurious_strength, core_direction, spurious_direction, rng):
+    y = _balanced_cycle(n_samples, n_classes, rng).astype(np.int64)
+    a = _spurious_values(y, n_classes, rho, balanced, rng)
+    n_features = len(core_direction)
+    centre = (n_classes - 1) / 2
+    X = rng.standard_normal((n_samples, n_features))
+    if noise_correlation > 0:
+        shared = rng.standard_normal((n_samples, 1))
+        X[:, n_core:] = (np.sqrt(1 - noise_correlation) * X[:, n_core:]
+                         + np.sqrt(noise_correlation) * shared)
+    X += core_strength * (y - centre)[:, None] * core_direction
+    X += spurious_strength * (a - centre)[:, None] * spurious_direction
+    return X, y, a
