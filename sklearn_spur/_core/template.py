@@ -220,6 +220,10 @@ default=None
         """Strata the selection scores worst accuracy over (groups, else classes)."""
         return ctx.strata
 
+    def _scoring_strata(self, ctx, rows, strata):
+        """Strata of the scoring half ``rows`` (a method may infer them there)."""
+        return strata[rows]
+
     def _choose(self, candidates, scores):
         """Index of the chosen candidate: the best score, the first among ties.
 
@@ -243,7 +247,8 @@ default=None
         rows = subsample(strata, self._selection_max_samples, ctx.rng)
         half = stratified_halves(strata[rows], ctx.rng)
         splits = [(rows[half], rows[~half]), (rows[~half], rows[half])]
-        folds = [(ctx.subset(a, "select"), ctx.X[b], ctx.y_idx[b], strata[b])
+        folds = [(ctx.subset(a, "select"), ctx.X[b], ctx.y_idx[b],
+                  self._scoring_strata(ctx, b, strata))
                  for a, b in splits[:self._selection_folds]]
         if self._sequential_selection:
             scores, heads = [], []
