@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import inspect
 
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
 __all__ = ["all_estimators", "requirements"]
 
-_TYPES = ("classifier", "transformer")
+_TYPES = {"classifier": ClassifierMixin, "transformer": TransformerMixin}
 
 
 def all_estimators(type_filter=None):
@@ -53,9 +53,7 @@ def all_estimators(type_filter=None):
             raise ValueError(f"type_filter: unknown kinds {sorted(unknown)}; use "
                              f"{list(_TYPES)} or None.")
         found = {n: c for n, c in found.items()
-                 if any(getattr(c, f"_estimator_type", None) == k
-                        or (k == "transformer" and hasattr(c, "transform"))
-                        for k in kinds)}
+                 if any(issubclass(c, _TYPES[k]) for k in kinds)}
     return sorted(found.items())
 
 
