@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+import sklearn_spur._core.refit as refit_module
 import sklearn_spur.methods.editor as editor_module
 from sklearn_spur import (
     DFRClassifier,
@@ -17,7 +18,11 @@ from sklearn_spur import (
     worst_group_accuracy,
     worst_group_scorer,
 )
-from sklearn_spur.methods.editor import SingleWeightEditor, strength_grid
+from sklearn_spur.methods.editor import (
+    SingleWeightEditor,
+    fictitious_values,
+    strength_grid,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,15 +41,15 @@ def _empty_cache():
 
 @pytest.fixture
 def count_fits(monkeypatch):
-    """Count the sub-class head fits (calls of the solver)."""
+    """Count the sub-class head fits (calls of the template's solver)."""
     calls = []
-    solver = editor_module.fit_logistic
+    solver = refit_module.fit_logistic
 
     def counting(*args, **kwargs):
         calls.append(1)
         return solver(*args, **kwargs)
 
-    monkeypatch.setattr(editor_module, "fit_logistic", counting)
+    monkeypatch.setattr(refit_module, "fit_logistic", counting)
     return calls
 
 
@@ -102,7 +107,7 @@ def test_fictitious_on_balanced_data_comes_from_the_head_or_the_training_labels(
     X_tr, y_tr, s_tr = _spurious_data(2000, 0.95, n_classes=3, seed=1)
     head = _head(X_tr, y_tr)
     X, y, s = _spurious_data(1500, 0.0, n_classes=3, seed=2)  # s independent of y
-    for rule in ("head", (y_tr, s_tr)):
+    for rule in ("head", fictitious_values(y_tr, s_tr)):
         ed = SingleWeightEditor(head=head, fictitious=rule).fit(X, y, spurious=s)
         assert ed.fictitious_ == {0: 0, 1: 1, 2: 2}, rule
         assert ed.prior_shift_.max() < 0.3  # balanced: "prior" barely edits
@@ -240,8 +245,8 @@ def test_errors_and_warnings():
         SingleWeightEditor(fictitious={0: 1}).fit(X, y)
     with pytest.raises(ValueError, match="absent from the fitting data"):
         SingleWeightEditor(fictitious={0: 7}).fit(X, y, spurious=s)
-    with pytest.raises(ValueError, match=r"\(y_train, spurious_train\)"):
-        SingleWeightEditor(fictitious=(y,)).fit(X, y, spurious=s)
+    with pytest.raises(ValueError, match=r"fictitious=fictitious_values\(y_train"):
+        SingleWeightEditor(fictitious=(y, s)).fit(X, y, spurious=s)
     with pytest.raises(ValueError, match="method must be"):
         ed.strength_path(X, method="score")
     only = np.where(y == 0, 0, s)  # class 0 has a single sub-class: nothing to edit
@@ -296,7 +301,7 @@ def test_grid_search_fits_the_subclass_head_once_per_fold(count_fits):
         for cache in (True, False):
             count_fits.clear()
             editor_module._FIT_CACHE.clear()
-            editor = SingleWeightEditor(head=_head(X, y), cache=cache)
+            editor = SingleWeightEditor(head=_head(X, y), memory=cache)
             search = GridSearchCV(editor, grid, scoring=worst_group_scorer, cv=cv)
             search.fit(X, y, spurious=s)
             results[cache] = (len(count_fits), search.cv_results_["mean_test_score"])
@@ -316,7 +321,7 @@ def test_cache_hits_only_identical_fits(count_fits):
     X2[0, 0] += 1
     SingleWeightEditor().fit(X2, y, spurious=s)
     SingleWeightEditor().fit(X, y, spurious=s[::-1])
-    SingleWeightEditor(cache=False).fit(X, y, spurious=s)
+    SingleWeightEditor(memory=False).fit(X, y, spurious=s)
     assert len(count_fits) == 5
 
 
