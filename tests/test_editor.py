@@ -325,6 +325,107 @@ def test_cache_hits_only_identical_fits(count_fits):
     assert len(count_fits) == 5
 
 
+def test_cache_hit_hands_each_estimator_its_own_copies(count_fits):
+    X, y, s = _spurious_data(500, 0.9, n_classes=3)
+    a = SingleWeightEditor().fit(X, y, spurious=s)
+    b = SingleWeightEditor(strength=0.5).fit(X, y, spurious=s)
+    assert len(count_fits) == 1  # b is a hit
+    fitted = [k for k in vars(a) if k.endswith("_") and not k.startswith("_")]
+    assert "subclasses_" in fitted and "fictitious_" in fitted
+    for name in fitted:
+        va, vb = getattr(a, name), getattr(b, name)
+        if isinstance(va, (list, dict, np.ndarray)):
+            assert va is not vb, name
+        if isinstance(va, np.ndarray):
+            assert not np.shares_memory(va, vb), name
+    a.subclasses_.append(("x", "y"))  # mutating one estimator reaches no other
+    a.fictitious_[0] = "z"
+    a.fictitious_mask_[:] = False
+    c = SingleWeightEditor().fit(X, y, spurious=s)
+    assert len(count_fits) == 1
+    for other in (b, c):
+        assert len(other.subclasses_) == 9 and other.fictitious_[0] == 0
+        assert other.fictitious_mask_.sum() == 3
+    np.testing.assert_array_equal(b.decision_function(X),
+                                  c.set_params(strength=0.5).decision_function(X))
+
+
+def test_cache_key_holds_everything_the_fit_reads(count_fits):
+    X, y, s = _spurious_data(400, 0.9)
+    head = _head(X, y)
+    fits = [
+        lambda: SingleWeightEditor(head=head),
+        lambda: SingleWeightEditor(head=(head[0] * 2, head[1], head[2])),
+        lambda: SingleWeightEditor(head=head, fictitious="data"),
+        lambda: SingleWeightEditor(head=head, fictitious={0: 1, 1: 0}),
+        lambda: SingleWeightEditor(head=head, standardize=False),
+        lambda: SingleWeightEditor(head=head, tol=1e-3),
+        lambda: SingleWeightEditor(head=head, max_iter=50),
+    ]
+    for make in fits:
+        make().fit(X, y, spurious=s)
+    SingleWeightEditor(head=head, confidence=0.9).fit(X, y)
+    SingleWeightEditor(head=head, confidence=0.5).fit(X, y)
+    SingleWeightEditor(head=head).fit(X.astype(np.float64), y, spurious=s)
+    assert len(count_fits) == len(fits) + 3
+    for make in fits:  # all hits now, strength and memory aside
+        make().set_params(strength=0.3, memory=True).fit(X, y, spurious=s)
+    assert len(count_fits) == len(fits) + 3
+    SingleWeightEditor(head=head, memory=None).fit(X, y, spurious=s)
+    assert len(count_fits) == len(fits) + 4
+
+
+def test_fictitious_values_is_the_mapping_fictitious_takes():
+    X, y, s = _spurious_data(2000, 0.9, n_classes=3)
+    assert fictitious_values(y, s) == {0: 0, 1: 1, 2: 2}
+    names = np.array(["cat", "dog", "eel"])[y]
+    values = np.array(["a", "b", "c"])[s]
+    assert fictitious_values(names, values) == {"cat": "a", "dog": "b", "eel": "c"}
+    two = fictitious_values(y, np.c_[s, np.zeros_like(s)])
+    assert two == {0: (0, 0), 1: (1, 0), 2: (2, 0)}
+    data = SingleWeightEditor(fictitious="data").fit(X, y, spurious=s)
+    named = SingleWeightEditor(fictitious=fictitious_values(y, s)).fit(X, y, spurious=s)
+    assert data.fictitious_ == named.fictitious_
+    np.testing.assert_array_equal(data.decision_function(X), named.decision_function(X))
+    with pytest.warns(UserWarning, match="equally associated") as record:
+        fictitious_values([0, 0, 1, 1], [0, 1, 0, 1])
+    assert record[0].filename == __file__  # points at the caller
+    with pytest.raises(ValueError, match="rows"):
+        fictitious_values(y, s[:-1])
+
+
+def test_on_the_template_with_the_shared_parameters(monkeypatch):
+    import inspect
+
+    from sklearn_spur._core import template
+    from sklearn_spur._core.heads import as_linear_head
+    from sklearn_spur.utils.discovery import requirements
+
+    assert issubclass(SingleWeightEditor, template.LastLayerClassifier)
+    assert "fit" not in vars(SingleWeightEditor)  # the template's fit
+    params = list(inspect.signature(SingleWeightEditor).parameters.values())
+    assert params[0].name == "head"
+    assert all(p.kind is p.KEYWORD_ONLY for p in params)
+    ed = SingleWeightEditor()
+    assert (ed.max_iter, ed.tol, ed.memory) == (template.MAX_ITER, template.TOL, True)
+    for name, constraint in template.LastLayerClassifier._parameter_constraints.items():
+        assert SingleWeightEditor._parameter_constraints[name] is constraint
+    assert requirements(SingleWeightEditor) == {
+        "group_labels": "optional", "label_free": True, "head": "optional",
+        "fit_on": "training or validation"}
+    # without spurious, the sub-classes come from the template's shared evidence
+    calls = []
+    evidence = refit_module.head_evidence
+    monkeypatch.setattr(refit_module, "head_evidence",
+                        lambda *a: calls.append(1) or evidence(*a))
+    X, y, _ = _spurious_data(400, 0.9)
+    ed = SingleWeightEditor(head=_head(X, y), memory=False).fit(X, y)
+    assert len(calls) == 1
+    assert not hasattr(ed, "coef_")  # sub-class rows go by their own name
+    with pytest.raises(TypeError, match="log-sum-exp"):
+        as_linear_head(ed)
+
+
 # ---------------------------------------------------- effect sizes (waterdigits)
 @pytest.fixture(scope="module")
 def train_fits(waterdigits, waterdigits3):

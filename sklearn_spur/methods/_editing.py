@@ -108,7 +108,8 @@ def fictitious_values(y, spurious):
     groups = encode_groups(y, s)
     table = groups.counts.reshape(len(groups.classes), len(groups.values))
     best = _most_associated(_lift(table), table > 0, groups.classes,
-                            "the training labels", stacklevel=2)
+                            "the training labels", who="fictitious_values",
+                            stacklevel=2)
     return {c: groups.values[j] for c, j in zip(groups.classes, best.tolist())}
 
 
@@ -133,14 +134,14 @@ def _lift(table):
     return table / np.maximum(table.sum(0, keepdims=True), 1)
 
 
-def _most_associated(association, present, classes, source, *, stacklevel):
+def _most_associated(association, present, classes, source, *, who=_WHO, stacklevel):
     """Index of each class's most associated present value; warns on ties."""
     association = np.where(present, association, -np.inf)
     top = association.max(axis=1, keepdims=True)
     tied = np.isfinite(top[:, 0]) & ((association >= top - 1e-9).sum(axis=1) > 1)
     if tied.any():
         warnings.warn(
-            f"{_WHO}: classes {np.asarray(classes)[tied].tolist()[:10]} are equally "
+            f"{who}: classes {np.asarray(classes)[tied].tolist()[:10]} are equally "
             f"associated with several attribute values in {source} (a balanced "
             "set?); the first is taken as fictitious. Use fictitious='head', "
             "fictitious_values(y_train, spurious_train), or a {class: value} mapping.",
