@@ -328,7 +328,7 @@ def strength_shifts(strengths, mask, prior_shift):
 
 
 def log_proba(scores):
-    """``predict_log_proba`` from class scores, as ``SpurClassifierBase`` computes it."""
+    """``predict_log_proba`` from class scores, as ``SpurClassifierBase`` has it."""
     if scores.ndim == 1:
         scores = np.stack([np.zeros_like(scores), scores], axis=1)
     return log_softmax(scores, axis=1)

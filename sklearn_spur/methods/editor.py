@@ -243,7 +243,8 @@ class SingleWeightEditor(LastLayerClassifier):
                             intercept_init=intercept_init)
 
     def _finish(self, ctx, coef, intercept):
-        head = SubclassHead.from_solver(coef, intercept, ctx.shared["plan"].output_class)
+        plan = ctx.shared["plan"]
+        head = SubclassHead.from_solver(coef, intercept, plan.output_class)
         return head.coef, head.intercept
 
     def _after_fit(self, ctx):
