@@ -45,7 +45,8 @@ def _make(name, max_iter):
         "SpuriousProbe": lambda: ss.SpuriousProbe(),
         "SpuriousProbe-logistic": lambda: ss.SpuriousProbe("logistic", Cs=(1.0,), cv=2),
         "RRClArC": lambda: ss.RRClArCClassifier(max_iter=max_iter),
-        "SingleWeightEditor": lambda: ss.SingleWeightEditor(max_iter=max_iter, cache=False),
+        "SingleWeightEditor": lambda: ss.SingleWeightEditor(max_iter=max_iter,
+                                                            memory=False),
         "NeuronTuner": lambda: ss.NeuronTuner(max_iter=max_iter, random_state=0),
     }[name]()
 

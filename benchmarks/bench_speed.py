@@ -102,9 +102,9 @@ def estimators(head):
         "RRClArCClassifier": (lambda X, y, s: RRClArCClassifier(head=head).fit(
             X, y, spurious=s), pred),
         "SingleWeightEditor (s)": (lambda X, y, s: SingleWeightEditor(
-            head=head, cache=False).fit(X, y, spurious=s), pred),
+            head=head, memory=False).fit(X, y, spurious=s), pred),
         "SingleWeightEditor (no s)": (lambda X, y, s: SingleWeightEditor(
-            head=head, cache=False).fit(X, y), pred),
+            head=head, memory=False).fit(X, y), pred),
         "NeuronTuner": (lambda X, y, s: NeuronTuner(head=head, random_state=0).fit(
             X, y), pred),
     }

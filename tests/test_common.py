@@ -23,7 +23,7 @@ from sklearn_spur.utils.discovery import all_estimators, requirements
 VARIANTS = {
     "DFRClassifier": [{"n_fits": 2, "random_state": 0}],
     "RRClArCClassifier": [{"tol": 1e-3}],
-    "SingleWeightEditor": [{}, {"strength": 0.9, "cache": False}],
+    "SingleWeightEditor": [{}, {"strength": 0.9, "memory": False}],
     "NeuronTuner": [{}, {"aggregate": "class"}],
 }
 

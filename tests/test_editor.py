@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from threadpoolctl import threadpool_limits
 
+import sklearn_spur._core.refit as refit_module
 import sklearn_spur.methods.editor as editor_module
 from sklearn_spur import (
     DFRClassifier,
@@ -17,7 +18,11 @@ from sklearn_spur import (
     worst_group_accuracy,
     worst_group_scorer,
 )
-from sklearn_spur.methods.editor import SingleWeightEditor, strength_grid
+from sklearn_spur.methods.editor import (
+    SingleWeightEditor,
+    fictitious_values,
+    strength_grid,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,15 +41,15 @@ def _empty_cache():
 
 @pytest.fixture
 def count_fits(monkeypatch):
-    """Count the sub-class head fits (calls of the solver)."""
+    """Count the sub-class head fits (calls of the template's solver)."""
     calls = []
-    solver = editor_module.fit_logistic
+    solver = refit_module.fit_logistic
 
     def counting(*args, **kwargs):
         calls.append(1)
         return solver(*args, **kwargs)
 
-    monkeypatch.setattr(editor_module, "fit_logistic", counting)
+    monkeypatch.setattr(refit_module, "fit_logistic", counting)
     return calls
 
 
@@ -102,7 +107,7 @@ def test_fictitious_on_balanced_data_comes_from_the_head_or_the_training_labels(
     X_tr, y_tr, s_tr = _spurious_data(2000, 0.95, n_classes=3, seed=1)
     head = _head(X_tr, y_tr)
     X, y, s = _spurious_data(1500, 0.0, n_classes=3, seed=2)  # s independent of y
-    for rule in ("head", (y_tr, s_tr)):
+    for rule in ("head", fictitious_values(y_tr, s_tr)):
         ed = SingleWeightEditor(head=head, fictitious=rule).fit(X, y, spurious=s)
         assert ed.fictitious_ == {0: 0, 1: 1, 2: 2}, rule
         assert ed.prior_shift_.max() < 0.3  # balanced: "prior" barely edits
@@ -240,8 +245,8 @@ def test_errors_and_warnings():
         SingleWeightEditor(fictitious={0: 1}).fit(X, y)
     with pytest.raises(ValueError, match="absent from the fitting data"):
         SingleWeightEditor(fictitious={0: 7}).fit(X, y, spurious=s)
-    with pytest.raises(ValueError, match=r"\(y_train, spurious_train\)"):
-        SingleWeightEditor(fictitious=(y,)).fit(X, y, spurious=s)
+    with pytest.raises(ValueError, match=r"fictitious=fictitious_values\(y_train"):
+        SingleWeightEditor(fictitious=(y, s)).fit(X, y, spurious=s)
     with pytest.raises(ValueError, match="method must be"):
         ed.strength_path(X, method="score")
     only = np.where(y == 0, 0, s)  # class 0 has a single sub-class: nothing to edit
@@ -296,7 +301,7 @@ def test_grid_search_fits_the_subclass_head_once_per_fold(count_fits):
         for cache in (True, False):
             count_fits.clear()
             editor_module._FIT_CACHE.clear()
-            editor = SingleWeightEditor(head=_head(X, y), cache=cache)
+            editor = SingleWeightEditor(head=_head(X, y), memory=cache)
             search = GridSearchCV(editor, grid, scoring=worst_group_scorer, cv=cv)
             search.fit(X, y, spurious=s)
             results[cache] = (len(count_fits), search.cv_results_["mean_test_score"])
@@ -316,8 +321,109 @@ def test_cache_hits_only_identical_fits(count_fits):
     X2[0, 0] += 1
     SingleWeightEditor().fit(X2, y, spurious=s)
     SingleWeightEditor().fit(X, y, spurious=s[::-1])
-    SingleWeightEditor(cache=False).fit(X, y, spurious=s)
+    SingleWeightEditor(memory=False).fit(X, y, spurious=s)
     assert len(count_fits) == 5
+
+
+def test_cache_hit_hands_each_estimator_its_own_copies(count_fits):
+    X, y, s = _spurious_data(500, 0.9, n_classes=3)
+    a = SingleWeightEditor().fit(X, y, spurious=s)
+    b = SingleWeightEditor(strength=0.5).fit(X, y, spurious=s)
+    assert len(count_fits) == 1  # b is a hit
+    fitted = [k for k in vars(a) if k.endswith("_") and not k.startswith("_")]
+    assert "subclasses_" in fitted and "fictitious_" in fitted
+    for name in fitted:
+        va, vb = getattr(a, name), getattr(b, name)
+        if isinstance(va, (list, dict, np.ndarray)):
+            assert va is not vb, name
+        if isinstance(va, np.ndarray):
+            assert not np.shares_memory(va, vb), name
+    a.subclasses_.append(("x", "y"))  # mutating one estimator reaches no other
+    a.fictitious_[0] = "z"
+    a.fictitious_mask_[:] = False
+    c = SingleWeightEditor().fit(X, y, spurious=s)
+    assert len(count_fits) == 1
+    for other in (b, c):
+        assert len(other.subclasses_) == 9 and other.fictitious_[0] == 0
+        assert other.fictitious_mask_.sum() == 3
+    np.testing.assert_array_equal(b.decision_function(X),
+                                  c.set_params(strength=0.5).decision_function(X))
+
+
+def test_cache_key_holds_everything_the_fit_reads(count_fits):
+    X, y, s = _spurious_data(400, 0.9)
+    head = _head(X, y)
+    fits = [
+        lambda: SingleWeightEditor(head=head),
+        lambda: SingleWeightEditor(head=(head[0] * 2, head[1], head[2])),
+        lambda: SingleWeightEditor(head=head, fictitious="data"),
+        lambda: SingleWeightEditor(head=head, fictitious={0: 1, 1: 0}),
+        lambda: SingleWeightEditor(head=head, standardize=False),
+        lambda: SingleWeightEditor(head=head, tol=1e-3),
+        lambda: SingleWeightEditor(head=head, max_iter=50),
+    ]
+    for make in fits:
+        make().fit(X, y, spurious=s)
+    SingleWeightEditor(head=head, confidence=0.9).fit(X, y)
+    SingleWeightEditor(head=head, confidence=0.5).fit(X, y)
+    SingleWeightEditor(head=head).fit(X.astype(np.float64), y, spurious=s)
+    assert len(count_fits) == len(fits) + 3
+    for make in fits:  # all hits now, strength and memory aside
+        make().set_params(strength=0.3, memory=True).fit(X, y, spurious=s)
+    assert len(count_fits) == len(fits) + 3
+    SingleWeightEditor(head=head, memory=None).fit(X, y, spurious=s)
+    assert len(count_fits) == len(fits) + 4
+
+
+def test_fictitious_values_is_the_mapping_fictitious_takes():
+    X, y, s = _spurious_data(2000, 0.9, n_classes=3)
+    assert fictitious_values(y, s) == {0: 0, 1: 1, 2: 2}
+    names = np.array(["cat", "dog", "eel"])[y]
+    values = np.array(["a", "b", "c"])[s]
+    assert fictitious_values(names, values) == {"cat": "a", "dog": "b", "eel": "c"}
+    two = fictitious_values(y, np.c_[s, np.zeros_like(s)])
+    assert two == {0: (0, 0), 1: (1, 0), 2: (2, 0)}
+    data = SingleWeightEditor(fictitious="data").fit(X, y, spurious=s)
+    named = SingleWeightEditor(fictitious=fictitious_values(y, s)).fit(X, y, spurious=s)
+    assert data.fictitious_ == named.fictitious_
+    np.testing.assert_array_equal(data.decision_function(X), named.decision_function(X))
+    with pytest.warns(UserWarning, match="equally associated") as record:
+        fictitious_values([0, 0, 1, 1], [0, 1, 0, 1])
+    assert record[0].filename == __file__  # points at the caller
+    with pytest.raises(ValueError, match="rows"):
+        fictitious_values(y, s[:-1])
+
+
+def test_on_the_template_with_the_shared_parameters(monkeypatch):
+    import inspect
+
+    from sklearn_spur._core import template
+    from sklearn_spur._core.heads import as_linear_head
+    from sklearn_spur.utils.discovery import requirements
+
+    assert issubclass(SingleWeightEditor, template.LastLayerClassifier)
+    assert "fit" not in vars(SingleWeightEditor)  # the template's fit
+    params = list(inspect.signature(SingleWeightEditor).parameters.values())
+    assert params[0].name == "head"
+    assert all(p.kind is p.KEYWORD_ONLY for p in params)
+    ed = SingleWeightEditor()
+    assert (ed.max_iter, ed.tol, ed.memory) == (template.MAX_ITER, template.TOL, True)
+    for name, constraint in template.LastLayerClassifier._parameter_constraints.items():
+        assert SingleWeightEditor._parameter_constraints[name] is constraint
+    assert requirements(SingleWeightEditor) == {
+        "group_labels": "optional", "label_free": True, "head": "optional",
+        "fit_on": "training or validation"}
+    # without spurious, the sub-classes come from the template's shared evidence
+    calls = []
+    evidence = refit_module.head_evidence
+    monkeypatch.setattr(refit_module, "head_evidence",
+                        lambda *a: calls.append(1) or evidence(*a))
+    X, y, _ = _spurious_data(400, 0.9)
+    ed = SingleWeightEditor(head=_head(X, y), memory=False).fit(X, y)
+    assert len(calls) == 1
+    assert not hasattr(ed, "coef_")  # sub-class rows go by their own name
+    with pytest.raises(TypeError, match="log-sum-exp"):
+        as_linear_head(ed)
 
 
 # ---------------------------------------------------- effect sizes (waterdigits)

@@ -66,8 +66,8 @@ ESTIMATORS = {
     "DFR": (lambda: ss.DFRClassifier(n_fits=2, random_state=0), "required", "clf"),
     "Probe": (lambda: ss.SpuriousProbe(), "required", "trf"),
     "RRClArC": (lambda: ss.RRClArCClassifier(), "required", "clf"),
-    "Editor": (lambda: ss.SingleWeightEditor(cache=False), "optional", "clf"),
-    "Editor-head": (lambda: ss.SingleWeightEditor(head=_torch_head(), cache=False),
+    "Editor": (lambda: ss.SingleWeightEditor(memory=False), "optional", "clf"),
+    "Editor-head": (lambda: ss.SingleWeightEditor(head=_torch_head(), memory=False),
                     "optional", "clf"),
     "NeuronTuner": (lambda: ss.NeuronTuner(random_state=0), "none", "clf"),
     "NeuronTuner-head": (lambda: ss.NeuronTuner(head=(HEAD_W, HEAD_B), random_state=0),
@@ -271,7 +271,7 @@ HEAD_CASES = {
 }
 HEAD_ESTIMATORS = {
     "ERM": lambda h: ss.ERMClassifier(head=h),
-    "Editor": lambda h: ss.SingleWeightEditor(head=h, cache=False),
+    "Editor": lambda h: ss.SingleWeightEditor(head=h, memory=False),
     "NeuronTuner": lambda h: ss.NeuronTuner(head=h),
     "Probe": lambda h: ss.SpuriousProbe(head=h),
     "RRClArC": lambda h: ss.RRClArCClassifier(head=h),

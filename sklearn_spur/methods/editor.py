@@ -2,78 +2,41 @@
 
 from __future__ import annotations
 
-import hashlib
-import warnings
-from numbers import Integral, Real
+import copy
+from numbers import Real
 
-import joblib
 import numpy as np
-from scipy.special import log_softmax
-from sklearn.base import _fit_context
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._core.base import SpurClassifierBase
-from .._core.cache import LRUCache, update_hash
-from .._core.groups import check_spurious, encode_groups
+from .._core.base import scores_to_index
+from .._core.cache import LRUCache
 from .._core.heads import resolve_head
-from .._core.solver import fit_logistic, standardize_stats
+from .._core.solver import standardize_stats
+from .._core.subclass_head import SubclassHead
+from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
+from ._editing import (
+    check_fictitious,
+    fictitious_values,
+    log_proba,
+    strength_grid,
+    strength_shifts,
+    subclass_cache_key,
+    subclass_plan,
+    warm_start,
+)
 
-__all__ = ["SingleWeightEditor", "strength_grid"]
+__all__ = ["SingleWeightEditor", "fictitious_values", "strength_grid"]
 
 _WHO = "SingleWeightEditor"
-_INFERRED_VALUES = ["confident", "other"]
 
 
-def strength_grid(n_strengths=25, max_shift=8.0, *, include_one=False):
-    """Strengths whose bias shifts ``-log(1 - strength)`` are evenly spaced.
-
-    The shift that cancels a spurious prior is about the log-odds of the
-    attribute given the class in the data the sub-class head was fitted on
-    (``log(0.95 / 0.05) = 2.9`` at 95 % agreement, ``4.6`` at 99 %), where an
-    even grid in ``strength`` is far too coarse: 0.9 and 0.99 are shifts 2.3 and
-    4.6. This grid is even in the shift instead, so it is as fine near 0.95 as
-    near 0.
-
-    Parameters
-    ----------
-    n_strengths : int, default=25
-        Number of strengths (0 included).
-    max_shift : float, default=8.0
-        Largest bias shift (strength ``1 - exp(-max_shift)``); 8 covers
-        attribute-class agreement up to 99.97 %.
-    include_one : bool, default=False
-        Append strength 1 (fictitious sub-classes removed exactly).
-
-    Returns
-    -------
-    strengths : ndarray of shape (n_strengths,) or (n_strengths + 1,)
-        Increasing, from 0.
-
-    Examples
-    --------
-    >>> from sklearn_spur import strength_grid
-    >>> strength_grid(5, max_shift=4.0).round(3)
-    array([0.   , 0.632, 0.865, 0.95 , 0.982])
-    """
-    if int(n_strengths) < 1 or not max_shift > 0:
-        raise ValueError("strength_grid: n_strengths must be >= 1 and max_shift > 0.")
-    strengths = -np.expm1(-np.linspace(0.0, float(max_shift), int(n_strengths)))
-    return np.append(strengths, 1.0) if include_one else strengths
-
-
-# The last few sub-class heads, keyed by a hash of everything the fit reads. The
-# fit is deterministic, so a hit is exactly what refitting would give; only
-# ``strength`` (applied at prediction time) is left out of the key.
+# The last few sub-class heads, keyed by everything the fit reads (deterministic,
+# so a hit is what a refit gives); every hit is a deep copy, never shared.
 _FIT_CACHE = LRUCache(max_entries=16)
 
 
-def _copy_state(state):
-    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
-
-
-class SingleWeightEditor(SpurClassifierBase):
+class SingleWeightEditor(LastLayerClassifier):
     """Neutralize a spurious feature by editing one weight per class, to any degree.
 
     The classes are split into *sub-classes* and a linear head with one output
@@ -87,45 +50,26 @@ class SingleWeightEditor(SpurClassifierBase):
     (the softmax over the other outputs is only renormalised). ``strength``
     acts at prediction time, so ``set_params(strength=...)`` on a fitted editor
     changes its predictions without refitting, and a grid search over
-    ``strength`` fits the sub-class head once per fold (see ``cache``).
+    ``strength`` fits the sub-class head once per fold (see ``memory``).
 
-    What the paper [1]_ states: spurious features are treated as fictitious
-    sub-classes within the original classes; a precise class-removal step that
-    modifies a single weight removes them; the degree of neutralization is
-    controllable. Its code is unreleased. This package's reading: the
-    sub-classes are (class, attribute value) pairs, or (class, confidently
-    right / other) without attribute labels; the sub-class head is a
-    multinomial logistic regression warm-started from the original head's row
-    of the parent class; classes pool their sub-classes by log-sum-exp; the
-    single weight is the bias of the fictitious output; the degree maps to it
-    as ``lam = -log(1 - strength)``.
+    The paper [1]_ states the fictitious sub-classes, the single-weight
+    removal and the controllable degree; its code is unreleased, and the rest
+    (sub-classes, warm start, log-sum-exp pooling, the bias as the weight, the
+    map from ``strength`` to the shift) is this package's reading of it.
 
-    Where the edit matters. Fitted on the spuriously correlated training data,
-    the fictitious outputs' biases carry the spurious prior (about the
-    log-odds of the attribute given the class, ``log(0.95/0.05) = 2.9`` at
-    95 % agreement), and shifting them by that much is what removes it:
-    ``strength="prior"`` does exactly that, per class. Fitted on a
-    group-balanced validation set, the sub-class head is balanced already and
-    the best strength is near 0 (``"prior"`` is then near 0 too).
-
-    Without ``spurious``, the sub-classes are inferred from the original head
-    (as JTT and AFR do): within class ``c``, the samples the head classifies
-    correctly with probability at least ``confidence`` form the fictitious
-    sub-class (the head's easy, shortcut-following cases), the others the core
-    one. This works without any group annotation; fit it on held-out data the
-    head was not trained on, since a head has memorised its training split.
-    There, most of the gain comes from the sub-class head itself (its core
-    outputs learn the cases the head gets wrong) and the best strength is near
-    0, which is what ``"prior"`` gives without ``spurious``.
-
-    Choosing the strength: :meth:`strength_path` gives predictions at many
-    strengths from one pass over ``X`` (draw worst-group accuracy against
-    strength on validation data and take the best), and
-    ``GridSearchCV(editor, {"strength": strength_grid()},
-    scoring=worst_group_scorer)`` with metadata routing does the same by
-    cross-validation. :func:`strength_grid` is even in the bias shift, hence
-    fine near the prior's log-odds, where the best strength usually lies
-    (0.95 and above).
+    Where the edit matters: fitted on the spuriously correlated training
+    split, the fictitious biases carry the spurious prior (about the log-odds
+    of the attribute given the class, ``log(0.95/0.05) = 2.9`` at 95 %
+    agreement), which ``strength="prior"`` removes, per class. Without
+    ``spurious``, the sub-classes are inferred from the original head (as JTT
+    and AFR do): within class ``c``, the samples it classifies correctly with
+    probability at least ``confidence`` form the fictitious sub-class, the
+    others the core one; fit it on held-out data the head was not trained on.
+    Fitted on held-out data, most of the gain comes from the refit itself and
+    the best strength is near 0. Choose the strength with :meth:`strength_path`
+    (one pass over ``X`` for a whole curve) or ``GridSearchCV`` over
+    :func:`strength_grid`, which is even in the bias shift. See the user guide
+    (``docs/guide/editor.rst``) for which split and which strength.
 
     Parameters
     ----------
@@ -144,7 +88,7 @@ class SingleWeightEditor(SpurClassifierBase):
         frequent as the core sub-classes; 0 when the sub-classes were inferred
         (without ``spurious`` their frequencies carry no spurious prior).
         Applied at prediction time.
-    fictitious : {"head", "data"}, dict or tuple, default="head"
+    fictitious : {"head", "data"} or dict, default="head"
         Which attribute value is the fictitious sub-class of each class (used
         with ``spurious``):
 
@@ -155,9 +99,10 @@ class SingleWeightEditor(SpurClassifierBase):
         - ``"data"``: the value most associated with ``c`` in the fitting
           data (highest ``P(value | c) / P(value)``); meaningless on a
           group-balanced set;
-        - ``(y_train, spurious_train)``: the same, in the data the head was
-          trained on, when it is known;
-        - ``{class: value}``: named by the user.
+        - ``{class: value}``: named by the user. To count it in the data the
+          head was trained on, pass
+          ``fictitious=fictitious_values(y_train, spurious_train)``: data is
+          never a hyperparameter, a mapping of labels is.
     confidence : float in [0, 1), default=0.5
         Without ``spurious``: the probability of the true class above which a
         correctly classified sample joins its class's fictitious sub-class.
@@ -168,17 +113,15 @@ class SingleWeightEditor(SpurClassifierBase):
         Penalise the weights on standardised embeddings (folded back, so the
         head acts on raw embeddings).
     max_iter : int, default=2000
-        Maximum solver iterations.
+        Maximum solver iterations (a ConvergenceWarning when reached).
     tol : float, default=1e-4
         Solver tolerance: stop when no gradient entry exceeds it.
-    cache : bool, default=True
-        Keep the last 16 fitted sub-class heads in memory, keyed by a hash of
-        the embeddings, labels, attribute, head and every parameter but
-        ``strength``. The fit is deterministic, so a hit gives what a refit
-        would; it makes ``GridSearchCV`` over ``strength`` fit once per fold
-        (per worker process with ``n_jobs``) instead of once per strength and
-        fold. Hashing costs one pass over ``X``.
-
+    memory : bool or None, default=True
+        Keep the last 16 fitted sub-class heads in this process, keyed by a
+        hash of everything the fit reads (embeddings, labels, attribute, head,
+        class, every parameter but ``strength``): ``GridSearchCV`` over
+        ``strength`` then fits once per fold. A hit gives what a refit would,
+        as the estimator's own copies. ``False`` or ``None`` turns it off.
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -215,6 +158,7 @@ class SingleWeightEditor(SpurClassifierBase):
     See Also
     --------
     strength_grid : Strengths evenly spaced in the bias shift.
+    fictitious_values : The ``fictitious`` mapping counted in a training split.
     DFRClassifier : Retrain the head on group-balanced held-out data.
 
     References
@@ -240,21 +184,24 @@ class SingleWeightEditor(SpurClassifierBase):
     (array([0, 3]), array([2.3, 2.3]))
     """
 
+    _fit_on = "training or validation"
+    _label_free = True
+    _uses_head = "optional"
     _parameter_constraints: dict = {
+        **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
         "strength": [Interval(Real, 0, 1, closed="both"), StrOptions({"prior"})],
-        "fictitious": [StrOptions({"head", "data"}), dict, tuple],
+        # A tuple (the training data, once accepted) is refused in fit with the fix.
+        "fictitious": [StrOptions({"head", "data"}), dict, Hidden(tuple)],
         "confidence": [Interval(Real, 0, 1, closed="left")],
         "C": [Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="neither")],
-        "cache": ["boolean"],
+        "memory": ["boolean", None],
     }
 
-    def __init__(self, head=None, *, strength="prior", fictitious="head",
-                 confidence=0.5, C=1.0, standardize=True, max_iter=2000, tol=1e-4,
-                 cache=True):
+    def __init__(self, *, head=None, strength="prior", fictitious="head",
+                 confidence=0.5, C=1.0, standardize=True, max_iter=MAX_ITER, tol=TOL,
+                 memory=True):
         self.head = head
         self.strength = strength
         self.fictitious = fictitious
@@ -263,279 +210,83 @@ class SingleWeightEditor(SpurClassifierBase):
         self.standardize = standardize
         self.max_iter = max_iter
         self.tol = tol
-        self.cache = cache
+        self.memory = memory
 
-    # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, spurious=None):
-        """Fit the sub-class head (the edit itself is applied at prediction time).
+    # ------------------------------------------------------ template hooks
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
+        check_fictitious(self.fictitious, ctx.spurious)
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings.
-        y : array-like of shape (n_samples,)
-            Class labels.
-        spurious : array-like of shape (n_samples,) or (n_samples, n_attributes), \
-                default=None
-            Spurious attribute: sub-classes are (class, value) pairs. Without
-            it they are inferred from the head's confidence. Routed by
-            metadata routing.
+    def _fit_head(self, ctx):
+        """The sub-class head, from the in-process cache when ``memory`` is on."""
+        key = subclass_cache_key(self, ctx) if self.memory else None
+        cached = None if key is None else _FIT_CACHE.get(key)
+        if cached is not None:  # a deep copy: nothing shared with other estimators
+            self.best_params_, self.selection_scores_ = {}, {}  # as the template's
+            ctx.shared["plan"], solved = copy.deepcopy(cached)
+            return solved
+        if ctx.head is None:  # the ERM head, fitted only when the cache misses
+            ctx.head = resolve_head(None, ctx.X, ctx.y, who=_WHO)
+        solved = super()._fit_head(ctx)
+        if key is not None:
+            _FIT_CACHE.put(key, copy.deepcopy((ctx.shared["plan"], solved)))
+        return solved
 
-        Returns
-        -------
-        self : SingleWeightEditor
-        """
-        X, y, s = self._validate_fit_inputs(X, y, spurious)
-        if s is None and not isinstance(self.fictitious, str):
-            raise ValueError(
-                f"{_WHO}: fictitious={type(self.fictitious).__name__} names attribute "
-                "values, but no `spurious` was given; pass `spurious=` or leave "
-                "fictitious='head' (without it the confidently right samples of each "
-                "class form its fictitious sub-class)."
-            )
-        head = None if self.head is None else resolve_head(self.head, X, y, who=_WHO)
-        key = self._cache_key(X, y, s, head) if self.cache else None
-        state = None if key is None else _FIT_CACHE.get(key)
-        if state is None:
-            if head is None:
-                head = resolve_head(None, X, y, who=_WHO)
-            state = self._fit_state(X, y, s, head)
-            if key is not None:
-                _FIT_CACHE.put(key, _copy_state(state))
-        else:
-            state = _copy_state(state)
-        for name, value in state.items():
-            setattr(self, name, value)
-        return self
+    def _refit_problem(self, ctx):
+        """A multinomial logistic regression on the sub-class targets."""
+        sub_idx, plan = subclass_plan(ctx, self.fictitious, self.confidence)
+        ctx.shared["plan"] = plan
+        coef_init, intercept_init = warm_start(ctx, plan)
+        mean, scale = standardize_stats(ctx.X) if self.standardize else (None, None)
+        return RefitProblem(C=self.C, y_idx=sub_idx, n_classes=len(plan.subclasses),
+                            mean=mean, scale=scale, coef_init=coef_init,
+                            intercept_init=intercept_init)
 
-    def _cache_key(self, X, y, s, head):
-        h = hashlib.sha256()  # hardware-accelerated on most CPUs: ~2x blake2b here
-        update_hash(h, X)
-        params = {k: v for k, v in self.get_params(deep=False).items()
-                  if k not in ("head", "strength", "cache")}
-        small = (type(self).__qualname__, params, y, s,
-                 None if head is None else (head.coef, head.intercept, head.classes))
-        h.update(joblib.hash(small).encode())
-        return h.hexdigest()
+    def _finish(self, ctx, coef, intercept):
+        plan = ctx.shared["plan"]
+        head = SubclassHead.from_solver(coef, intercept, plan.output_class)
+        return head.coef, head.intercept
 
-    def _subclasses(self, y_idx, s, head, X):
-        """Sub-class code per sample, values, counts and fictitious value per class."""
-        n_classes = len(self.classes_)
-        if s is None:
-            head_pos = self._head_positions(head)
-            proba = head.predict_proba(X)
-            rows = np.arange(len(y_idx))
-            right = proba.argmax(axis=1) == head_pos[y_idx]
-            confident = right & (proba[rows, head_pos[y_idx]] >= self.confidence)
-            codes = 2 * y_idx + (~confident)
-            values = list(_INFERRED_VALUES)
-            fict_value = np.zeros(n_classes, np.int64)  # "confident"
-        else:
-            groups = encode_groups(self.classes_[y_idx], s)
-            codes, values = groups.codes, groups.values
-            fict_value = self._fictitious_values(y_idx, groups, head, X)
-        counts = np.bincount(codes, minlength=n_classes * len(values))
-        return codes, values, counts, fict_value
-
-    def _head_positions(self, head):
-        """Row of the head (in its own class order) of every class in ``classes_``."""
-        order = np.argsort(head.classes, kind="stable")
-        return order[np.searchsorted(head.classes, self.classes_, sorter=order)]
-
-    def _fictitious_values(self, y_idx, groups, head, X):
-        """Index into ``groups.values`` of each class's fictitious value."""
-        n_values = len(groups.values)
-        table = groups.counts.reshape(len(self.classes_), n_values).astype(np.float64)
-        present = table > 0
-        rule = self.fictitious
-        if isinstance(rule, dict):
-            lookup = {v: j for j, v in enumerate(groups.values)}
-            unknown_classes = set(rule) - set(self.classes_.tolist())
-            unknown_values = [v for v in rule.values() if v not in lookup]
-            if unknown_classes or unknown_values:
-                raise ValueError(
-                    f"{_WHO}: fictitious names classes "
-                    f"{sorted(unknown_classes, key=str)} or values {unknown_values} "
-                    "absent from the fitting data (classes "
-                    f"{self.classes_.tolist()}, values {groups.values})."
-                )
-            return np.array([lookup[rule[c]] if c in rule else -1
-                             for c in self.classes_.tolist()])
-        if isinstance(rule, tuple):
-            if len(rule) != 2:
-                raise ValueError(
-                    f"{_WHO}: fictitious as a tuple must be (y_train, spurious_train), "
-                    "the labels of the data the head was trained on; got "
-                    f"{len(rule)} items."
-                )
-            y_tr = np.asarray(rule[0])
-            s_tr = check_spurious(rule[1], y_tr.shape[0], who=_WHO,
-                                  name="fictitious[1]")
-            other = encode_groups(y_tr, s_tr)
-            pos_c = {c: i for i, c in enumerate(self.classes_.tolist())}
-            pos_v = {v: j for j, v in enumerate(groups.values)}
-            table = np.zeros_like(table)
-            for g, count in enumerate(other.counts):  # groups, not samples
-                c, v = other.label(g)
-                if c in pos_c and v in pos_v:
-                    table[pos_c[c], pos_v[v]] = count
-            association = table / np.maximum(table.sum(0, keepdims=True), 1)
-        elif rule == "data":
-            association = table / np.maximum(table.sum(0, keepdims=True), 1)
-        else:  # "head": mean head probability of class c among samples with value v
-            proba = head.predict_proba(X)[:, self._head_positions(head)]  # (n, C)
-            s_codes = groups.codes % n_values
-            sums = np.zeros((n_values, len(self.classes_)))
-            np.add.at(sums, s_codes, proba)
-            association = (sums / np.maximum(np.bincount(s_codes, minlength=n_values),
-                                             1)[:, None]).T
-        # P(c | v) ranks values like the lift P(v | c) / P(v) within a class.
-        association = np.where(present, association, -np.inf)
-        top = association.max(axis=1, keepdims=True)
-        tied = np.isfinite(top[:, 0]) & ((association >= top - 1e-9).sum(axis=1) > 1)
-        if tied.any():
-            warnings.warn(
-                f"{_WHO}: classes {self.classes_[tied].tolist()[:10]} are equally "
-                "associated with several attribute values in "
-                + ("the training labels" if isinstance(rule, tuple) else repr(rule))
-                + " (a balanced set?); the first is taken as fictitious. Use "
-                "fictitious='head', the head's training labels, or a {class: value} "
-                "mapping.",
-                UserWarning, stacklevel=4,
-            )
-        return association.argmax(axis=1)
-
-    def _fit_state(self, X, y, s, head):
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        y_idx = y_idx.ravel()
-        n_classes = len(self.classes_)
-        codes, values, counts, fict_value = self._subclasses(y_idx, s, head, X)
-        n_values = len(values)
-        outputs = np.flatnonzero(counts)
-        remap = np.full(counts.shape[0], -1)
-        remap[outputs] = np.arange(len(outputs))
-        sub_idx = remap[codes]
-        out_class = outputs // n_values
-        out_counts = counts[outputs]
-        class_counts = np.bincount(y_idx, minlength=n_classes)
-
-        # One fictitious output per class that also has a core output.
-        fict_code = np.arange(n_classes) * n_values + fict_value
-        n_outputs_per_class = np.bincount(out_class, minlength=n_classes)
-        editable = (fict_value >= 0) & (n_outputs_per_class >= 2)
-        editable &= counts[np.where(fict_value >= 0, fict_code, 0)] > 0
-        skipped = [c for c, ok in zip(self.classes_.tolist(), editable) if not ok]
-        if skipped:
-            warnings.warn(
-                f"{_WHO}: classes {skipped[:10]} have no fictitious sub-class with "
-                "both it and a core sub-class present in the fitting data; their "
-                "outputs are not edited.", UserWarning, stacklevel=3,
-            )
-        mask = np.zeros(len(outputs), bool)
-        mask[remap[fict_code[editable]]] = True
-
-        # Warm start: the parent class's row, its bias split by sub-class frequency,
-        # so the pooled class logits start exactly at the original head's.
-        w_full, b_full = head.full()
-        rows = self._head_positions(head)[out_class]
-        coef_init = w_full[rows].astype(X.dtype)
-        intercept_init = (b_full[rows] + np.log(out_counts / class_counts[out_class])
-                          ).astype(X.dtype)
-        K = len(outputs)
-        if K == 2:  # one sub-class per class: fit_logistic's single-logit form
-            coef_init = coef_init[1:] - coef_init[:1]
-            intercept_init = intercept_init[1:] - intercept_init[:1]
-        mean, scale = standardize_stats(X) if self.standardize else (None, None)
-        fit = fit_logistic(X, sub_idx, K, l2=1.0 / (self.C * X.shape[0]), mean=mean,
-                           scale=scale, coef_init=coef_init,
-                           intercept_init=intercept_init, max_iter=self.max_iter,
-                           tol=self.tol)
-        if not fit.converged.all():
-            warnings.warn(
-                f"{_WHO}: the sub-class head did not converge in {self.max_iter} "
-                "iterations; increase max_iter or lower C.", ConvergenceWarning,
-                stacklevel=3,
-            )
-        coef, intercept = fit.coef[0], fit.intercept[0]
-        if K == 2:
-            coef = np.vstack([-coef / 2, coef / 2])
-            intercept = np.concatenate([-intercept / 2, intercept / 2])
-
-        core_mean = (np.bincount(out_class, weights=np.where(mask, 0, out_counts),
-                                 minlength=n_classes)
-                     / np.maximum(n_outputs_per_class - 1, 1))
-        with np.errstate(divide="ignore"):
-            prior = np.log(out_counts / np.maximum(core_mean[out_class], 1e-300))
-        # Without attribute labels the "other" sub-class is the head's hard cases, not
-        # a group: its rarity is no spurious prior, so "prior" does not edit.
-        prior_shift = np.where(mask & (s is not None), np.maximum(prior, 0), 0.0
-                               ).astype(X.dtype)
-        class_list = self.classes_.tolist()
-
-        return {
-            "classes_": self.classes_,
-            "subclasses_": [(class_list[code // n_values], values[code % n_values])
-                            for code in outputs.tolist()],
-            "subclass_class_": out_class,
-            "subclass_coef_": coef,
-            "subclass_intercept_": intercept,
-            "subclass_counts_": out_counts,
-            "fictitious_mask_": mask,
-            "fictitious_": {class_list[c]: values[fict_value[c]]
-                            for c in np.flatnonzero(editable)},
-            "prior_shift_": prior_shift,
-            "n_iter_": fit.n_iter,
-        }
+    def _after_fit(self, ctx):
+        # The template stores the solved rows as coef_/intercept_; they are
+        # sub-class rows here, not one row per class, so they go by their name.
+        self.subclass_coef_, self.subclass_intercept_ = self.coef_, self.intercept_
+        del self.coef_, self.intercept_
+        plan = ctx.shared["plan"]
+        self.subclasses_ = plan.subclasses
+        self.subclass_class_ = plan.output_class
+        self.subclass_counts_ = plan.counts
+        self.fictitious_mask_ = plan.mask
+        self.fictitious_ = plan.fictitious
+        self.prior_shift_ = plan.prior_shift
 
     # ----------------------------------------------------------- the edit
-    def _shifts(self, strengths):
-        """Bias shift of every output at each strength: (n_strengths, n_outputs)."""
-        rows = []
-        for strength in strengths:
-            if isinstance(strength, str) and strength == "prior":
-                rows.append(self.prior_shift_)
-                continue
-            numeric = isinstance(strength, Real) and not isinstance(strength, bool)
-            if not (numeric and 0 <= strength <= 1):
-                raise ValueError(
-                    f"{_WHO}: strength must be in [0, 1] or 'prior', got {strength!r}."
-                )
-            with np.errstate(divide="ignore"):
-                lam = -np.log1p(-float(strength))
-            rows.append(np.where(self.fictitious_mask_, lam, 0.0))
-        return np.array(rows, dtype=np.float64)
+    def _subclass_head(self) -> SubclassHead:
+        check_is_fitted(self)
+        return SubclassHead(self.subclass_coef_, self.subclass_intercept_,
+                            self.subclass_class_, self.fictitious_mask_)
 
-    def _edited_intercept(self, shift):
-        b = self.subclass_intercept_
-        return np.where(self.fictitious_mask_, b - shift.astype(b.dtype), b)
+    def _linear_head(self):
+        raise TypeError(
+            f"{_WHO} is not one linear layer: it pools sub-class logits by "
+            "log-sum-exp. Export it with to_torch() or replace_head(), which give "
+            "Sequential(Linear, SubclassPooling).")
+
+    def _shifts(self, strengths):
+        return strength_shifts(strengths, self.fictitious_mask_, self.prior_shift_)
 
     @property
     def edited_weights_(self):
-        check_is_fitted(self)
+        head = self._subclass_head()
         shift = self._shifts([self.strength])[0]
-        index = np.flatnonzero(self.fictitious_mask_)
+        index = np.flatnonzero(head.fictitious)
         return {
             "index": index,
             "subclass": [self.subclasses_[i] for i in index],
-            "original": self.subclass_intercept_[index],
-            "edited": self._edited_intercept(shift)[index],
+            "original": head.intercept[index],
+            "edited": head.edited_intercept(shift)[index],
             "shift": shift[index],
         }
-
-    def _pool(self, S):
-        """Class scores from sub-class logits (log-sum-exp per class)."""
-        starts = np.flatnonzero(np.r_[True, np.diff(self.subclass_class_) != 0])
-        m = np.maximum.reduceat(S, starts, axis=1)
-        m = np.where(np.isfinite(m), m, 0)
-        with np.errstate(divide="ignore"):
-            lse = np.log(np.add.reduceat(np.exp(S - m[:, self.subclass_class_]), starts,
-                                         axis=1)) + m
-        return lse[:, 1] - lse[:, 0] if lse.shape[1] == 2 else lse
-
-    def _subclass_logits(self, X, shift):
-        logits = X @ self.subclass_coef_.T.astype(X.dtype, copy=False)
-        return logits + self._edited_intercept(shift).astype(X.dtype)
 
     def decision_function(self, X):
         """Class scores: log-sum-exp of each class's (edited) sub-class logits.
@@ -552,7 +303,8 @@ class SingleWeightEditor(SpurClassifierBase):
             ``classes_[0]``.
         """
         X = self._validate_X(X)
-        return self._pool(self._subclass_logits(X, self._shifts([self.strength])[0]))
+        return self._subclass_head().decision_function(
+            X, self._shifts([self.strength])[0])
 
     def subclass_decision_function(self, X):
         """Logits of every sub-class output, with the current edit.
@@ -568,7 +320,7 @@ class SingleWeightEditor(SpurClassifierBase):
             Columns in the order of ``subclasses_``.
         """
         X = self._validate_X(X)
-        return self._subclass_logits(X, self._shifts([self.strength])[0])
+        return self._subclass_head().logits(X, self._shifts([self.strength])[0])
 
     def strength_path(self, X, strengths=None, *, method="predict"):
         """Predictions at many strengths from one pass over ``X``.
@@ -594,8 +346,7 @@ class SingleWeightEditor(SpurClassifierBase):
         if method not in ("predict", "decision_function", "predict_proba"):
             raise ValueError(
                 f"{_WHO}: method must be 'predict', 'decision_function' or "
-                f"'predict_proba', got {method!r}."
-            )
+                f"'predict_proba', got {method!r}.")
         X = self._validate_X(X)
         if strengths is None:
             strengths = strength_grid()
@@ -603,19 +354,16 @@ class SingleWeightEditor(SpurClassifierBase):
             strengths = list(np.ravel(strengths))
         elif np.isscalar(strengths):
             strengths = [strengths]
-        shifts = self._shifts(strengths)
-        logits = X @ self.subclass_coef_.T.astype(X.dtype, copy=False)
+        head = self._subclass_head()
+        products = head.products(X)
         out = []
-        for shift in shifts:  # strengths, not samples
+        for shift in self._shifts(strengths):  # strengths, not samples
             # The very operations of decision_function, so each row equals it exactly.
-            scores = self._pool(logits + self._edited_intercept(shift).astype(X.dtype))
+            scores = head.decision_function(X, shift, products=products)
             if method == "predict":
-                idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)
-                scores = self.classes_[idx]
+                scores = self.classes_[scores_to_index(scores)]
             elif method == "predict_proba":
-                if scores.ndim == 1:
-                    scores = np.stack([np.zeros_like(scores), scores], axis=1)
-                scores = np.exp(log_softmax(scores, axis=1))
+                scores = np.exp(log_proba(scores))
             out.append(scores)
         return np.stack(out)
 
@@ -623,16 +371,13 @@ class SingleWeightEditor(SpurClassifierBase):
     def _torch_module(self, dtype):
         import torch
 
+        from ..torch.export import _linear_module
         from ..torch.modules import SubclassPooling
 
-        check_is_fitted(self)
-        W = self.subclass_coef_
-        b = self._edited_intercept(self._shifts([self.strength])[0])
-        layer = torch.nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
-        with torch.no_grad():
-            layer.weight.copy_(torch.as_tensor(W, dtype=dtype))
-            layer.bias.copy_(torch.as_tensor(b, dtype=dtype))
-        return torch.nn.Sequential(layer, SubclassPooling(self.subclass_class_))
+        head = self._subclass_head()
+        bias = head.edited_intercept(self._shifts([self.strength])[0])
+        return torch.nn.Sequential(_linear_module(head.coef, bias, dtype),
+                                   SubclassPooling(head.output_class))
 
     def to_torch(self, dtype=None):
         """The edited head as a torch module: sub-class layer, then class pooling.
@@ -650,6 +395,5 @@ class SingleWeightEditor(SpurClassifierBase):
             logits in ``classes_`` order, a drop-in replacement for the model's
             last layer (:func:`~sklearn_spur.replace_head`).
         """
-        from ..torch.export import to_torch
+        return super().to_torch(dtype=dtype)
 
-        return to_torch(self, dtype=dtype)
