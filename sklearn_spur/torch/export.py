@@ -54,14 +54,30 @@ def _check_dtype(dtype, who):
     return dtype
 
 
-def _check_finite(module, dtype, who):
+def _cast_checked(module, dtype, who):
+    """``module`` (built in float64) cast to ``dtype``, refusing NaN and overflow.
+
+    A bias of -inf is kept: it switches an output off (the editor's suppressed
+    sub-classes at ``strength=1``).
+    """
+    infinite = {}
     for name, param in module.named_parameters():
-        if not torch.isfinite(param).all():
+        bad = torch.isnan(param) | (param == float("inf"))
+        if not name.endswith("bias"):
+            bad |= torch.isinf(param)
+        if bad.any():
             raise ValueError(
-                f"{who}: the exported {name} holds NaN or infinite values: the "
-                f"fitted weights are not finite, or they exceed the range of {dtype} "
-                "(float16 stops at 65504). Refit the estimator, or export with "
-                "dtype=torch.float32."
+                f"{who}: the fitted {name} holds NaN or infinite values, so there is "
+                "no layer to export. Refit the estimator (check its convergence and "
+                "the scale of the embeddings)."
+            )
+        infinite[name] = torch.isinf(param)
+    module = module.to(dtype)
+    for name, param in module.named_parameters():
+        if not torch.equal(torch.isinf(param), infinite[name]):
+            raise ValueError(
+                f"{who}: the fitted {name} exceeds the range of {dtype} (float16 "
+                "stops at 65504). Export with dtype=torch.float32."
             )
     return module
 
@@ -138,13 +154,13 @@ def to_torch(estimator, *, dtype=None):
         if isinstance(final, FrozenEstimator):
             final = final.estimator
         if hasattr(final, "_torch_module"):
-            module = fold_into_first_linear(final._torch_module(dtype),
+            module = fold_into_first_linear(final._torch_module(torch.float64),
                                             estimator.steps[:-1])
-            return _check_finite(module, dtype, "to_torch")
+            return _cast_checked(module, dtype, "to_torch")
     elif hasattr(estimator, "_torch_module"):
-        return _check_finite(estimator._torch_module(dtype), dtype, "to_torch")
+        return _cast_checked(estimator._torch_module(torch.float64), dtype, "to_torch")
     w, b = as_linear_head(estimator).full()
-    return _check_finite(_linear_module(w, b, dtype), dtype, "to_torch")
+    return _cast_checked(_linear_module(w, b, torch.float64), dtype, "to_torch")
 
 
 def _linear_names(model):
