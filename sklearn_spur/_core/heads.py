@@ -73,7 +73,15 @@ def linear_of(module, *, who="head"):
 
 
 def _from_torch(module, *, who="head"):
+    import torch
+
     module, _ = linear_of(module, who=who)
+    if type(module).forward is not torch.nn.Linear.forward:
+        raise TypeError(
+            f"{who}: the {type(module).__name__} head overrides nn.Linear.forward, so "
+            "its logits need not be x @ weight.T + bias. Pass the logits' own "
+            "(W, b) as a tuple."
+        )
     w = _to_numpy(module.weight, who=who)
     b = (_to_numpy(module.bias, who=who, name="bias") if module.bias is not None
          else np.zeros(w.shape[0], w.dtype))
