@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import softmax
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
@@ -626,6 +627,25 @@ def rh_linear_subclass_without_its_own_forward():
 
     layer = NonDynamicallyQuantizableLinear(6, 2)
     _predicts(layer, layer.weight.detach(), layer.bias.detach())
+
+
+@case(NotFittedError, r"to_torch: this LogisticRegression is not fitted; fit it")
+def tt_unfitted():
+    to_torch(LogisticRegression())
+
+
+@pytest.mark.parametrize("forge", ["dtype", "data", "shape"])
+def test_forged_stored_head_is_refused(forge):
+    state = encode_state({"head": _linear()})
+    enc = state["head"]
+    if forge == "dtype":
+        enc["weight"]["dtype"] = "load"  # a torch function, not a dtype
+    elif forge == "data":
+        enc["weight"]["data"] = np.array(["os.system"], dtype=object)
+    else:
+        enc["weight"]["data"] = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match="stored torch head is corrupt"):
+        decode_state(state)
 
 
 @pytest.mark.parametrize("name", list(CASES))

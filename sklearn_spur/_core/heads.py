@@ -158,6 +158,11 @@ def as_linear_head(estimator, *, who="to_torch") -> LinearHead:
         try:
             check_is_fitted(estimator)
         except NotFittedError:
+            if who == "to_torch":
+                raise NotFittedError(
+                    f"to_torch: this {type(estimator).__name__} is not fitted; fit it "
+                    "(or the Pipeline that ends in it) before exporting it."
+                ) from None
             raise UnfittedHeadError(_unfitted_message(estimator)) from None
         if not (hasattr(estimator, "coef_") and hasattr(estimator, "classes_")):
             raise TypeError(

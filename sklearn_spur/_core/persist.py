@@ -67,11 +67,23 @@ def _has_encoded(value):
     return _is_encoded(value, "tensor") or _is_encoded(value, "linear")
 
 
+def _corrupt(what):
+    return ValueError(
+        f"sklearn_spur: the stored torch head is corrupt ({what}); the file was not "
+        "written by this package or was altered."
+    )
+
+
 def _decode_tensor(enc, torch):
-    data = np.asarray(enc["data"])
+    data = np.asarray(enc.get("data"))
+    if data.dtype.kind not in "fiub":
+        raise _corrupt(f"data of dtype {data.dtype}")
     if torch is None:
         return data
-    t = torch.as_tensor(data).to(getattr(torch, str(enc["dtype"])))
+    dtype = getattr(torch, str(enc.get("dtype")), None)
+    if not isinstance(dtype, torch.dtype):
+        raise _corrupt(f"dtype {enc.get('dtype')!r}")
+    t = torch.as_tensor(data).to(dtype)
     if enc.get("parameter"):
         return torch.nn.Parameter(t, requires_grad=bool(enc["requires_grad"]))
     return t.requires_grad_(bool(enc["requires_grad"]))
@@ -83,6 +95,8 @@ def _decode(value, torch):
     if _is_encoded(value, "linear"):
         weight = _decode_tensor(value["weight"], torch)
         bias = None if value["bias"] is None else _decode_tensor(value["bias"], torch)
+        if weight.ndim != 2 or (bias is not None and bias.shape != weight.shape[:1]):
+            raise _corrupt(f"weight shape {tuple(weight.shape)}")
         if torch is None:
             return weight, bias
         layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None,
