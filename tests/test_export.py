@@ -20,8 +20,10 @@ from sklearn_spur.exceptions import UnfittedHeadError
 
 def _data(n_classes=2, n=300, d=6, seed=0):
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, d)).astype(np.float32) * rng.uniform(0.5, 3, d).astype(np.float32)
-    y = np.digitize(X[:, 0] + 0.5 * X[:, 1], np.quantile(X[:, 0], np.linspace(0, 1, n_classes + 1)[1:-1]))
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X *= rng.uniform(0.5, 3, d).astype(np.float32)
+    cuts = np.quantile(X[:, 0], np.linspace(0, 1, n_classes + 1)[1:-1])
+    y = np.digitize(X[:, 0] + 0.5 * X[:, 1], cuts)
     return X, y
 
 
@@ -103,7 +105,7 @@ def test_single_output_torch_head_is_binary_logit():
 def test_to_torch_parity(make, n_classes):
     X, y = _data(n_classes)
     est = make()
-    if isinstance(est, DFRClassifier) or "dfrclassifier" in getattr(est, "named_steps", {}):
+    if "dfrclassifier" in getattr(est, "named_steps", {}):
         est.fit(X, y, dfrclassifier__spurious=(X[:, 2] > 0).astype(int))
     else:
         est.fit(X, y)
@@ -113,7 +115,8 @@ def test_to_torch_parity(make, n_classes):
     np.testing.assert_array_equal(est.classes_[logits.argmax(1)], est.predict(X))
     scores = est.decision_function(X)
     if n_classes == 2:
-        np.testing.assert_allclose(logits[:, 1] - logits[:, 0], scores, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(logits[:, 1] - logits[:, 0], scores, rtol=1e-4,
+                                   atol=1e-4)
     else:
         ref = scores - scores.mean(1, keepdims=True)
         np.testing.assert_allclose(logits - logits.mean(1, keepdims=True), ref,
@@ -137,8 +140,8 @@ def test_replace_head_parity_and_no_mutation(n_classes):
     inputs = torch.randn(400, 5)
     with torch.no_grad():
         Z = net.body(inputs).numpy()
-    y = np.digitize(Z[:, 0] - Z[:, 1], np.quantile(Z[:, 0] - Z[:, 1],
-                                                    np.linspace(0, 1, n_classes + 1)[1:-1]))
+    margin = Z[:, 0] - Z[:, 1]
+    y = np.digitize(margin, np.quantile(margin, np.linspace(0, 1, n_classes + 1)[1:-1]))
     est = make_pipeline(StandardScaler(), LogisticRegression()).fit(Z, y)
     patched = replace_head(net, "fc", est)
     # the user's model is untouched
@@ -261,13 +264,13 @@ def test_replace_head_refuses_empty_unknown_and_non_linear_layers():
     net = Net()
     Z = np.random.default_rng(0).normal(size=(50, 6))
     est = LogisticRegression().fit(Z, (Z[:, 0] > 0).astype(int))
-    with pytest.raises(ValueError, match=r"got ''.*linear layers are \['body.0', 'fc'\]"):
+    with pytest.raises(ValueError, match=r"got ''.*linear layers are \['body.0', 'fc'"):
         replace_head(net, "", est)
     with pytest.raises(ValueError, match="no submodule 'fc2'"):
         replace_head(net, "fc2", est)
     with pytest.raises(TypeError, match=r"layer 'body.1' is a ReLU, not an nn.Linear"):
         replace_head(net, "body.1", est)
-    with pytest.raises(TypeError, match=r"layer 'body' is a Sequential, not an nn.Linear"):
+    with pytest.raises(TypeError, match=r"layer 'body' is a Sequential, not an nn.Li"):
         replace_head(net, "body", est)
     conv = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 1), torch.nn.Flatten())
     with pytest.raises(TypeError, match="is a Conv2d, not an nn.Linear"):
@@ -280,10 +283,10 @@ def test_replace_head_refuses_other_outputs_or_classes_unless_not_strict():
     Z = np.random.default_rng(0).normal(size=(90, 6))
     y = np.digitize(Z[:, 0], [-0.5, 0.5])
     lr2 = LogisticRegression().fit(Z, (y > 0).astype(int))
-    with pytest.raises(ValueError, match=r"'fc' has 3 output\(s\).*estimator has 2 clas"):
+    with pytest.raises(ValueError, match=r"'fc' has 3 output\(s\).*estimator has 2"):
         replace_head(net, "fc", lr2)
     lr_other = LogisticRegression().fit(Z, np.array([0, 1, 5])[y])
-    with pytest.raises(ValueError, match=r"missing from the estimator: \[2\]; not outp"):
+    with pytest.raises(ValueError, match=r"missing from the estimator: \[2\]; not"):
         replace_head(net, "fc", lr_other)
     patched = replace_head(net, "fc", lr2, strict=False)  # the documented opt-in
     assert patched.fc.out_features == 2 and net.fc.out_features == 3
@@ -330,7 +333,7 @@ def test_replace_head_of_a_search_or_an_extractor_pipeline_names_the_fix():
         replace_head(net, "fc", search)
     pipe = make_pipeline(TorchFeatureExtractor(net, progress=False, memory=None),
                          StandardScaler(), LogisticRegression()).fit(X, y)
-    with pytest.raises(TypeError, match=r"TorchFeatureExtractor.*`pipe\[1:\]`.*pipe\[-1\]"):
+    with pytest.raises(TypeError, match=r"Extractor.*`pipe\[1:\]`.*pipe\[-1\]"):
         replace_head(net, "fc", pipe)
     patched = replace_head(net, "fc", pipe[1:])
     np.testing.assert_array_equal(

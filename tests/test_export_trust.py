@@ -93,7 +93,8 @@ def test_skops_round_trip_of_torch_heads_trusts_only_the_package(est_id, form):
     est = _fit(ESTIMATORS[est_id](HEAD_FORMS[form]()), y)
     data = sio.dumps(est)
     untrusted = sio.get_untrusted_types(data=data)
-    assert untrusted and all(t.startswith("sklearn_spur.") for t in untrusted), untrusted
+    assert untrusted, untrusted
+    assert all(t.startswith("sklearn_spur.") for t in untrusted), untrusted
     loaded = sio.loads(data, trusted=untrusted)
     _same_head(est.head, loaded.head)
     np.testing.assert_array_equal(loaded.predict_proba(X if est_id != "neurontune"
@@ -120,7 +121,8 @@ def test_torch_head_loads_as_arrays_without_torch(monkeypatch):
     np.testing.assert_allclose(W, W2.astype(np.float32))
     monkeypatch.undo()
     pred = ERMClassifier(head=(W, b)).fit(X, Y).predict(X)
-    np.testing.assert_array_equal(pred, ERMClassifier(head=_linear()).fit(X, Y).predict(X))
+    ref = ERMClassifier(head=_linear()).fit(X, Y).predict(X)
+    np.testing.assert_array_equal(pred, ref)
 
 
 def test_state_without_torch_objects_is_returned_unchanged():
@@ -175,7 +177,8 @@ def rh_bfloat16_linear():
 
 @case("ok")
 def rh_float64_tensor_becomes_float32_for_float32_X():
-    assert _predicts((torch.tensor(W2), torch.tensor(B2)), W2, B2).coef.dtype == np.float32
+    head = _predicts((torch.tensor(W2), torch.tensor(B2)), W2, B2)
+    assert head.coef.dtype == np.float32
 
 
 @case("ok")
@@ -518,7 +521,7 @@ def rp_unknown_name():
     replace_head(_net(), "fc", LR)
 
 
-@case(TypeError, r"layer '1' is a ReLU, not an nn.Linear.*linear layers are \['0', '2'\]")
+@case(TypeError, r"layer '1' is a ReLU, not an nn.Linear.*layers are \['0', '2'\]")
 def rp_relu():
     replace_head(_net(), "1", LR)
 

@@ -59,8 +59,9 @@ def linear_of(module, *, who="head"):
     index = None
     if isinstance(module, torch.nn.Sequential):
         linears = [i for i, m in enumerate(module) if isinstance(m, torch.nn.Linear)]
-        others = [m for m in module if not isinstance(
-            m, (torch.nn.Linear, torch.nn.Dropout, torch.nn.Identity, torch.nn.Flatten))]
+        harmless = (torch.nn.Linear, torch.nn.Dropout, torch.nn.Identity,
+                    torch.nn.Flatten)
+        others = [m for m in module if not isinstance(m, harmless)]
         if len(linears) == 1 and not others:
             index = linears[0]
             module = module[index]
@@ -102,7 +103,7 @@ def _check_reads_as_linear(estimator, head, who):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ref = np.asarray(estimator.decision_function(probe), dtype=np.float64)
-    except Exception:  # noqa: BLE001 -- cannot evaluate it on plain arrays: nothing to compare
+    except Exception:  # noqa: BLE001 -- not on plain arrays: nothing to compare
         return
     got = head.astype(np.float64).decision_function(probe)
     tol = 1e-4 * max(1.0, float(np.abs(ref).max(initial=0.0)))
@@ -245,7 +246,7 @@ def resolve_head(head, X=None, y=None, *, who="head", random_state=None) -> Line
         if message:
             raise TypeError(message)
         resolved = as_linear_head(head, who=who)
-    if not np.all(np.isfinite(resolved.coef)) or not np.all(np.isfinite(resolved.intercept)):
+    if not (np.isfinite(resolved.coef).all() and np.isfinite(resolved.intercept).all()):
         raise ValueError(f"{who}: the head's weights contain NaN or infinity.")
     if X is not None:
         resolved.check_X(X, who=who)

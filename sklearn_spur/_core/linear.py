@@ -154,7 +154,8 @@ def _to_numpy(a, *, who="head", name="weight"):
 
 def _is_uninitialized(a) -> bool:
     torch = sys.modules.get("torch")
-    return torch is not None and isinstance(a, torch.nn.parameter.UninitializedParameter)
+    return torch is not None and isinstance(
+        a, torch.nn.parameter.UninitializedParameter)
 
 
 def _numeric(a, *, who, name):

@@ -45,7 +45,8 @@ def _encode(value):
         return {_MARK: "linear", "weight": _encode_tensor(value.weight),
                 "bias": None if value.bias is None else _encode_tensor(value.bias),
                 "training": bool(value.training)}
-    if type(value) in (torch.Tensor, torch.nn.Parameter) and value.device.type != "meta":
+    plain = type(value) in (torch.Tensor, torch.nn.Parameter)
+    if plain and value.device.type != "meta":
         return _encode_tensor(value)
     if type(value) is tuple:
         return tuple(_encode(v) for v in value)

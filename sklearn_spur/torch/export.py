@@ -106,7 +106,7 @@ def fold_into_first_linear(module, steps, *, who="to_torch"):
 
 
 def to_torch(estimator, *, dtype=None):
-    """A fitted linear estimator (or Pipeline) as a torch module from embeddings to logits.
+    """A fitted linear estimator (or Pipeline) as a torch module: embeddings to logits.
 
     Parameters
     ----------
@@ -164,7 +164,8 @@ def to_torch(estimator, *, dtype=None):
 
 
 def _linear_names(model):
-    names = [n for n, m in model.named_modules() if n and isinstance(m, torch.nn.Linear)]
+    names = [n for n, m in model.named_modules()
+             if n and isinstance(m, torch.nn.Linear)]
     return f"{names[-10:]}" if names else "none"
 
 
@@ -192,7 +193,8 @@ def _old_linear(target, name):
         linear, index = linear_of(old, who="replace_head")
     except TypeError:
         raise TypeError(
-            f"replace_head: layer {name!r} is a {type(old).__name__}, not an nn.Linear; "
+            f"replace_head: layer {name!r} is a {type(old).__name__}, not an "
+            "nn.Linear; "
             "replace_head replaces the model's linear last layer (the one whose "
             f"inputs the head was fitted on). The model's linear layers are "
             f"{_linear_names(target)}."
@@ -225,8 +227,8 @@ def _class_map(old, name, fitted_classes, classes):
         what = (f"layer {name!r} has {n_out} output(s) for {n_needed} classes but the "
                 f"fitted estimator has {len(fitted)} classes" if len(fitted) != n_needed
                 else f"the fitted estimator's classes are not those of layer {name!r}")
-        hint = (" Pass classes=[label of output 0, label of output 1, ...] to say which "
-                "class each output of the model is." if classes is None
+        hint = (" Pass classes=[label of output 0, label of output 1, ...] to say "
+                "which class each output of the model is." if classes is None
                 and len(fitted) == n_needed else "")
         raise ValueError(
             f"replace_head: {what}: estimator classes {fitted.tolist()[:10]}, layer "
@@ -325,6 +327,7 @@ def replace_head(model, name, fitted, *, classes=None, strict=True, dtype=None):
     patched_target = patched.module_ if is_skorch else patched
     new = new.to(old.weight.device)
     parent_name, _, child = name.rpartition(".")
-    parent = patched_target.get_submodule(parent_name) if parent_name else patched_target
+    parent = (patched_target.get_submodule(parent_name) if parent_name
+              else patched_target)
     setattr(parent, child, new)
     return patched
