@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .groups import check_labels, check_spurious, host_array
 from .heads import LinearHead
+from .persist import decode_state, encode_state
 
 FLOAT_DTYPES = (np.float64, np.float32)
 
@@ -96,7 +97,10 @@ class SpurClassifierBase(ClassifierMixin, BaseEstimator):
         # GPU) are pickled from a CPU copy, so the pickle loads on CPU-only
         # machines (fitted attributes are numpy arrays already).
         state = super().__getstate__()
-        return {k: _cpu_copy(v) for k, v in state.items()}
+        return encode_state({k: _cpu_copy(v) for k, v in state.items()})
+
+    def __setstate__(self, state):
+        super().__setstate__(decode_state(state))
 
     def _validate_fit_inputs(self, X, y, spurious=None, *, spurious_required=False,
                              reset=True):

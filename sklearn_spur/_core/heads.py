@@ -14,110 +14,26 @@ fitted estimators and pipelines, folding affine preprocessing into ``W`` and
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
 from ..exceptions import UnfittedHeadError
-from .groups import host_array
+from .affine import pullback, pullback_steps
+from .linear import LinearHead, _numeric, _to_numpy, canonical_head
 
-__all__ = ["LinearHead", "resolve_head", "as_linear_head", "pullback", "pullback_steps"]
-
-
-class LinearHead:
-    """A linear classification head ``X @ coef.T + intercept`` with its classes.
-
-    Parameters
-    ----------
-    coef : ndarray of shape (n_outputs, n_features)
-        One row per class, or a single row for two classes (scikit-learn's
-        binary convention: the logit of ``classes[1]``).
-    intercept : ndarray of shape (n_outputs,)
-        Bias per output.
-    classes : ndarray of shape (n_classes,)
-        Class label of each output (of ``[negative, positive]`` for one row).
-    """
-
-    def __init__(self, coef, intercept, classes):
-        self.coef = np.atleast_2d(coef)
-        self.intercept = np.asarray(intercept).reshape(-1)
-        self.classes = np.asarray(classes)
-        k, _ = self.coef.shape
-        if self.intercept.shape[0] != k:
-            raise ValueError(
-                f"head: weight has {k} outputs but bias has {self.intercept.shape[0]}."
-            )
-        expected = 2 if k == 1 else k
-        if len(self.classes) != expected:
-            raise ValueError(
-                f"head: {k} output(s) need {expected} classes, got {len(self.classes)}."
-            )
-
-    @property
-    def n_features(self) -> int:
-        return self.coef.shape[1]
-
-    def astype(self, dtype) -> "LinearHead":
-        return LinearHead(self.coef.astype(dtype, copy=False),
-                          self.intercept.astype(dtype, copy=False), self.classes)
-
-    def full(self):
-        """``(W, b)`` with one row per class (a single binary row becomes two)."""
-        if self.coef.shape[0] == 1:
-            half_w, half_b = self.coef / 2, self.intercept / 2
-            return np.vstack([-half_w, half_w]), np.concatenate([-half_b, half_b])
-        return self.coef, self.intercept
-
-    def check_X(self, X, *, who="head"):
-        if X.shape[1] != self.n_features:
-            raise ValueError(
-                f"{who}: the head takes {self.n_features} features but X has "
-                f"{X.shape[1]}. Pass the embeddings that the head was trained on."
-            )
-
-    def decision_function(self, X):
-        """scikit-learn's convention: shape (n,) for two classes, else (n, C)."""
-        self.check_X(X)
-        scores = X @ self.coef.T.astype(X.dtype, copy=False)
-        scores += self.intercept.astype(X.dtype, copy=False)
-        return scores[:, 0] if scores.shape[1] == 1 else scores
-
-    def logits(self, X):
-        """One logit per class, shape (n, C)."""
-        w, b = self.full()
-        self.check_X(X)
-        return X @ w.T.astype(X.dtype, copy=False) + b.astype(X.dtype, copy=False)
-
-    def predict_proba(self, X):
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            p = expit(scores)
-            return np.stack([1 - p, p], axis=1)
-        return softmax(scores, axis=1)
-
-    def predict(self, X):
-        scores = self.decision_function(X)
-        idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
-        return self.classes[idx]
-
-    def check_classes(self, y, *, who="head"):
-        """Raise if ``y`` holds labels the head has no output for."""
-        unknown = np.setdiff1d(np.unique(y), self.classes)
-        if unknown.size:
-            raise ValueError(
-                f"{who}: y contains labels {unknown.tolist()[:5]} that the head has no "
-                f"output for (head classes: {self.classes.tolist()[:10]}). A torch or "
-                "(W, b) head's outputs are classes 0..C-1; pass `(W, b, classes)` to "
-                "name them."
-            )
-
-
-def _to_numpy(a):
-    return None if a is None else np.asarray(host_array(a))
+__all__ = [
+    "LinearHead",
+    "as_linear_head",
+    "canonical_head",
+    "pullback",
+    "pullback_steps",
+    "resolve_head",
+]
 
 
 def _is_torch_module(obj) -> bool:
@@ -135,85 +51,106 @@ def _unfitted_message(head) -> str:
     )
 
 
-def _from_torch(module):
+def linear_of(module, *, who="head"):
+    """The ``nn.Linear`` that ``module`` is (or a Sequential of one, with Dropout,
+    Identity or Flatten around it) and its index in that Sequential, else raise."""
     import torch
 
+    index = None
     if isinstance(module, torch.nn.Sequential):
-        linears = [m for m in module if isinstance(m, torch.nn.Linear)]
-        others = [m for m in module if not isinstance(
-            m, (torch.nn.Linear, torch.nn.Dropout, torch.nn.Identity, torch.nn.Flatten))]
+        linears = [i for i, m in enumerate(module) if isinstance(m, torch.nn.Linear)]
+        harmless = (torch.nn.Linear, torch.nn.Dropout, torch.nn.Identity,
+                    torch.nn.Flatten)
+        others = [m for m in module if not isinstance(m, harmless)]
         if len(linears) == 1 and not others:
-            module = linears[0]
+            index = linears[0]
+            module = module[index]
     if not isinstance(module, torch.nn.Linear):
         raise TypeError(
-            f"head: a torch head must be an nn.Linear (the model's last layer), got "
+            f"{who}: a torch head must be an nn.Linear (the model's last layer), got "
             f"{type(module).__name__}."
         )
-    w = _to_numpy(module.weight)
-    b = _to_numpy(module.bias) if module.bias is not None else np.zeros(w.shape[0], w.dtype)
-    classes = np.arange(2 if w.shape[0] == 1 else w.shape[0])
-    return LinearHead(w, b, classes)
+    return module, index
 
 
-def pullback(step, w, b):
-    """Pull a linear head ``(w, b)`` back through a fitted transformer step.
+def _from_torch(module, *, who="head"):
+    import torch
 
-    Returns ``(w', b')`` with ``step.transform(x) @ w.T + b == x @ w'.T + b'``,
-    or None when the step is not affine. Knows StandardScaler, PCA (not
-    whitened), ``"passthrough"``, an identity FunctionTransformer, and any object
-    with a ``_pullback(w, b)`` method (this package's transformers).
+    module, _ = linear_of(module, who=who)
+    if type(module).forward is not torch.nn.Linear.forward:
+        raise TypeError(
+            f"{who}: the {type(module).__name__} head overrides nn.Linear.forward, so "
+            "its logits need not be x @ weight.T + bias. Pass the logits' own "
+            "(W, b) as a tuple."
+        )
+    w = _to_numpy(module.weight, who=who)
+    b = (_to_numpy(module.bias, who=who, name="bias") if module.bias is not None
+         else np.zeros(w.shape[0], w.dtype))
+    return canonical_head(w, b, np.arange(2 if w.shape[0] == 1 else w.shape[0]),
+                          who=who)
+
+
+def _check_reads_as_linear(estimator, head, who):
+    """Refuse a classifier whose decision_function is not ``X @ coef.T + b``.
+
+    (e.g. ``SVC`` with three classes: one-vs-one coefficients). Compared on a
+    few random points, in float64.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.preprocessing import FunctionTransformer, StandardScaler
-
-    if step is None or (isinstance(step, str) and step == "passthrough"):
-        return w, b
-    if hasattr(step, "_pullback"):
-        return step._pullback(w, b)
-    if isinstance(step, FunctionTransformer) and step.func is None:
-        return w, b
-    if isinstance(step, StandardScaler):
-        check_is_fitted(step)
-        if step.scale_ is not None:
-            w = w / step.scale_
-        if step.mean_ is not None:
-            b = b - w @ step.mean_
-        return w, b
-    if isinstance(step, PCA) and not step.whiten:
-        check_is_fitted(step)
-        w = w @ step.components_
-        return w, b - w @ step.mean_
-    return None
+    if not hasattr(estimator, "decision_function"):
+        return
+    probe = np.random.default_rng(0).standard_normal((8, head.n_features))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = np.asarray(estimator.decision_function(probe), dtype=np.float64)
+    except Exception:  # noqa: BLE001 -- not on plain arrays: nothing to compare
+        return
+    got = head.astype(np.float64).decision_function(probe)
+    tol = 1e-4 * max(1.0, float(np.abs(ref).max(initial=0.0)))
+    if ref.shape != got.shape or not np.allclose(got, ref, rtol=0, atol=tol):
+        raise TypeError(
+            f"{who}: the decision_function of {type(estimator).__name__} is not "
+            "X @ coef_.T + intercept_ (e.g. one-vs-one SVC, or a non-affine step), so "
+            "it cannot be read as one linear head. Use a linear classifier with one "
+            "row per class (LogisticRegression, RidgeClassifier, LinearSVC, ...)."
+        )
 
 
-def pullback_steps(steps, w, b, *, who="to_torch"):
-    """Pull ``(w, b)`` back through Pipeline ``steps`` (last step first)."""
-    for name, step in reversed(steps):
-        pulled = pullback(step, w, b)
-        if pulled is None:
-            raise TypeError(
-                f"{who}: Pipeline step {name!r} ({type(step).__name__}) is not an "
-                "affine map, so the pipeline does not fold into one linear layer."
-            )
-        w, b = pulled
-    return w, b
+def _search_message(estimator, who) -> str | None:
+    from sklearn.model_selection._search import BaseSearchCV
+
+    if not isinstance(estimator, BaseSearchCV):
+        return None
+    return (
+        f"{who}: got a {type(estimator).__name__}, not the classifier it selected. "
+        "Pass `search.best_estimator_` (refit=True), wrapped in "
+        "sklearn.frozen.FrozenEstimator where it must survive cloning."
+    )
 
 
 def as_linear_head(estimator, *, who="to_torch") -> LinearHead:
     """The :class:`LinearHead` of a fitted linear classifier or Pipeline.
 
-    Affine steps of a Pipeline are folded in: ``W' = W A``, ``b' = W c + b``.
+    Affine steps of a Pipeline are folded in: ``W' = W A``, ``b' = W c + b``;
+    the result is checked against the estimator's own ``decision_function``.
     """
     from sklearn.frozen import FrozenEstimator
     from sklearn.pipeline import Pipeline
 
     if isinstance(estimator, FrozenEstimator):
         estimator = estimator.estimator
+    message = _search_message(estimator, who)
+    if message:
+        raise TypeError(message)
     if isinstance(estimator, Pipeline):
         head = as_linear_head(estimator.steps[-1][1], who=who)
         w, b = head.coef.astype(np.float64), head.intercept.astype(np.float64)
         w, b = pullback_steps(estimator.steps[:-1], w, b, who=who)
-        return LinearHead(w, b, head.classes)
+        full = None if head._full is None else pullback_steps(
+            estimator.steps[:-1], *(a.astype(np.float64) for a in head._full), who=who)
+        folded = LinearHead(w, b, head.classes, full=full)
+        _check_reads_as_linear(estimator, folded, who)
+        return folded
     if hasattr(estimator, "_linear_head"):  # this package's linear estimators
         return estimator._linear_head()
     if hasattr(estimator, "coef_") and hasattr(estimator, "intercept_") or (
@@ -222,17 +159,24 @@ def as_linear_head(estimator, *, who="to_torch") -> LinearHead:
         try:
             check_is_fitted(estimator)
         except NotFittedError:
+            if who == "to_torch":
+                raise NotFittedError(
+                    f"to_torch: this {type(estimator).__name__} is not fitted; fit it "
+                    "(or the Pipeline that ends in it) before exporting it."
+                ) from None
             raise UnfittedHeadError(_unfitted_message(estimator)) from None
         if not (hasattr(estimator, "coef_") and hasattr(estimator, "classes_")):
             raise TypeError(
                 f"{who}: {type(estimator).__name__} is not a linear classifier "
                 "(no coef_/intercept_/classes_)."
             )
+        coef = np.atleast_2d(_numeric(estimator.coef_, who=who, name="coef_"))
         intercept = np.broadcast_to(
-            np.asarray(estimator.intercept_, dtype=np.asarray(estimator.coef_).dtype),
-            (np.atleast_2d(estimator.coef_).shape[0],),
-        ).copy()
-        return LinearHead(_to_numpy(estimator.coef_), intercept, estimator.classes_)
+            _numeric(estimator.intercept_, who=who, name="intercept_"),
+            (coef.shape[0],)).astype(coef.dtype)
+        head = canonical_head(coef, intercept, estimator.classes_, who=who)
+        _check_reads_as_linear(estimator, head, who)
+        return head
     raise TypeError(
         f"{who}: cannot read a linear head from {type(estimator).__name__}; pass a "
         "fitted linear classifier, a Pipeline of affine steps ending in one, an "
@@ -243,10 +187,17 @@ def as_linear_head(estimator, *, who="to_torch") -> LinearHead:
 def resolve_head(head, X=None, y=None, *, who="head", random_state=None) -> LinearHead:
     """Turn any accepted form of ``head`` into a :class:`LinearHead`.
 
+    The result follows scikit-learn's conventions whatever the form: classes
+    sorted (the rows are reordered to match), and a single logit row for two
+    classes, so ``decision_function`` is 1-D there
+    (:meth:`LinearHead.full` keeps the per-class rows).
+
     Parameters
     ----------
     head : None, torch.nn.Linear, tuple, or fitted classifier
         ``None`` fits an L2 logistic regression on ``(X, y)`` (the ERM head).
+        A tuple is ``(W, b)`` (outputs are classes ``0..C-1``; ``b`` may be
+        None) or ``(W, b, classes)``, of arrays or tensors.
     X : ndarray of shape (n_samples, n_features), default=None
         Embeddings; used to check the head's width and to fit the ERM head.
     y : ndarray of shape (n_samples,), default=None
@@ -255,6 +206,19 @@ def resolve_head(head, X=None, y=None, *, who="head", random_state=None) -> Line
         Name used in error messages.
     random_state : int, RandomState instance or None
         Used only when fitting the ERM head.
+
+    Returns
+    -------
+    head : LinearHead
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_spur._core.heads import resolve_head
+    >>> W = np.array([[1.0, 0.0], [0.0, 1.0]]); b = np.array([0.0, 0.5])
+    >>> head = resolve_head((W, b, ["dog", "cat"]))
+    >>> head.classes.tolist(), head.coef.tolist(), head.intercept.tolist()
+    (['cat', 'dog'], [[1.0, -1.0]], [-0.5])
     """
     if head is None:
         if X is None or y is None:
@@ -262,24 +226,27 @@ def resolve_head(head, X=None, y=None, *, who="head", random_state=None) -> Line
         lr = LogisticRegression(max_iter=1000, random_state=random_state).fit(X, y)
         resolved = as_linear_head(lr, who=who)
     elif isinstance(head, LinearHead):
-        resolved = head
+        resolved = canonical_head(head.coef, head.intercept, head.classes, who=who)
     elif isinstance(head, tuple):
         if len(head) not in (2, 3):
             raise ValueError(
                 f"{who}: a tuple head must be (W, b) or (W, b, classes), got "
                 f"{len(head)} items."
             )
-        w = np.atleast_2d(_to_numpy(head[0]))
-        b = _to_numpy(head[1])
-        b = np.zeros(w.shape[0], w.dtype) if b is None else b
+        w = np.atleast_2d(_numeric(head[0], who=who, name="weight"))
+        b = (np.zeros(w.shape[0], w.dtype) if head[1] is None
+             else _numeric(head[1], who=who, name="bias"))
         classes = (np.arange(2 if w.shape[0] == 1 else w.shape[0]) if len(head) == 2
-                   else np.asarray(head[2]))
-        resolved = LinearHead(w, b, classes)
+                   else head[2])
+        resolved = canonical_head(w, b, classes, who=who)
     elif _is_torch_module(head):
-        resolved = _from_torch(head)
+        resolved = _from_torch(head, who=who)
     else:
+        message = _search_message(head, who)
+        if message:
+            raise TypeError(message)
         resolved = as_linear_head(head, who=who)
-    if not np.all(np.isfinite(resolved.coef)) or not np.all(np.isfinite(resolved.intercept)):
+    if not (np.isfinite(resolved.coef).all() and np.isfinite(resolved.intercept).all()):
         raise ValueError(f"{who}: the head's weights contain NaN or infinity.")
     if X is not None:
         resolved.check_X(X, who=who)
