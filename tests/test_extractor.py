@@ -17,7 +17,6 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-from sklearn_spur.torch import _persist, _runtime
 from sklearn_spur import (
     DFRClassifier,
     ERMClassifier,
@@ -25,6 +24,7 @@ from sklearn_spur import (
     worst_group_accuracy,
 )
 from sklearn_spur._core.heads import resolve_head
+from sklearn_spur.torch import _persist, _runtime
 
 
 class TinyCNN(nn.Module):
