@@ -191,6 +191,14 @@ def extract(est, X, sink, *, first_batch_only=False):
                     )
                 feats = _runtime.pool(captured[0], est.pooling, channels_last)
                 captured.clear()
+                m = _runtime.batch_len(inputs)
+                if m is not None and feats.shape[0] != m:
+                    raise ValueError(
+                        f"TorchFeatureExtractor: layer {layer!r} gave "
+                        f"{feats.shape[0]} rows for a batch of {m} inputs: the first "
+                        "axis of what it sees is not the batch (a sequence-first "
+                        "layer, or a DataLoader with batch_size=None giving single "
+                        "samples?). Capture a batch-first layer, or batch the inputs.")
                 sink.add(feats)
                 bar.update(feats.shape[0])
                 if first_batch_only:

@@ -200,6 +200,17 @@ def call(model, inputs):
     return model(inputs)
 
 
+def batch_len(inputs):
+    """Number of samples in a batch of model inputs, or None when it cannot be told."""
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        return inputs.shape[0] if inputs.ndim else None
+    if _is_strings(inputs):
+        return len(inputs)
+    values = (list(inputs.values()) if isinstance(inputs, Mapping)
+              else inputs if isinstance(inputs, (list, tuple)) else [])
+    return next((n for n in map(batch_len, values) if n is not None), None)
+
+
 def describe(inputs):
     """Shape and dtype of a model input (tensor, or the tensors of a dict/list)."""
     if isinstance(inputs, torch.Tensor):
