@@ -73,11 +73,16 @@ def host_copy(model):
 
 
 def _available(device):
+    """Whether ``device`` exists in this process (False when that cannot be told)."""
     device = torch.device(device)
-    backend = getattr(torch, device.type, None)
-    if backend is None or not backend.is_available():
+    try:
+        if device.type == "mps":
+            return torch.backends.mps.is_available()
+        backend = getattr(torch, device.type)
+        return backend.is_available() and (device.index is None
+                                           or device.index < backend.device_count())
+    except (AttributeError, RuntimeError):
         return False
-    return device.index is None or device.index < backend.device_count()
 
 
 def restore_model(model, devices):
