@@ -129,20 +129,19 @@ def _cached(est, X, out, resume):
             key = None  # an id means nothing on disk
     if key is None:
         return extract(est, X, _sink(est, model, X, out, resume))
-    if in_process:
-        Z = _cache.CACHE.get(key)
-        if Z is None:
-            Z = extract(est, X, Sink(_runtime.n_samples(X)))
-            if Z.nbytes <= _cache.CACHE_MAX_BYTES:
-                frozen = np.array(Z, dtype=np.float32)  # a private, in-memory copy
-                frozen.flags.writeable = False
-                _cache.CACHE.put(key, frozen, nbytes=frozen.nbytes, pins=pins)
-    else:
+    shared = in_process and (Z := _cache.CACHE.get(key)) is not None
+    if in_process and not shared:
+        Z = extract(est, X, Sink(_runtime.n_samples(X)))
+        if Z.nbytes <= _cache.CACHE_MAX_BYTES:
+            frozen = np.array(Z, dtype=np.float32)  # a private, in-memory copy
+            frozen.flags.writeable = False
+            _cache.CACHE.put(key, frozen, nbytes=frozen.nbytes, pins=pins)
+    elif not in_process:
         Z = check_memory(est.memory).cache(
             _cache.embeddings_for_key, ignore=["compute"])(
             key, lambda: extract(est, X, Sink(_runtime.n_samples(X))))
     if out is None:
-        return np.array(Z)  # the cached array stays private
+        return np.array(Z) if shared else Z  # the cached array stays private
     sink = _sink(est, model, X, out, resume)
     sink.write(np.asarray(Z[sink.pos:]))
     return sink.finish()
