@@ -184,3 +184,15 @@ def test_a_missing_key_says_why_it_is_needed_and_which_keys_there_are(tmp_path):
     save_embeddings(tmp_path / "x.npz", A)
     with pytest.raises(EmbeddingFileError, match=r"missing key 'y' \(the class label"):
         load_embeddings(tmp_path / "x.npz", require=("y", "spurious"))
+
+
+@pytest.mark.parametrize("case", ["member without .npy", "truncated member",
+                                  "forged header, more rows"])
+def test_the_cli_exits_2_on_a_damaged_file(tmp_path, case, capsys):
+    from sklearn_spur.cli import main
+
+    path = _damaged(tmp_path, case)
+    assert main(["evaluate", "--train", str(path), "--test", str(path),
+                 "--method", "erm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sklearn-spur: error: {path}") and "Traceback" not in err
