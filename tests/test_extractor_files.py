@@ -139,3 +139,23 @@ def test_a_cache_hit_goes_through_the_same_partial_file(tmp_path, expected):
     Z = e.transform(X, out=tmp_path / "hit.npy")
     np.testing.assert_array_equal(Z, expected)
     assert sorted(os.listdir(tmp_path)) == ["hit.npy"]
+
+
+@pytest.mark.parametrize("form", ["tensor", "Dataset", "DataLoader", "list + preprocess"])
+def test_resume_skips_finished_batches_for_every_input_form(tmp_path, expected, form):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.from_numpy(X), torch.zeros(50))
+    inputs, params = {
+        "tensor": (torch.from_numpy(X), {}),
+        "Dataset": (data, {}),
+        "DataLoader": (DataLoader(data, batch_size=8), {}),
+        "list + preprocess": (list(X), {"preprocess": np.stack}),
+    }[form]
+    model = _flaky(fail_at=4)
+    with pytest.raises(RuntimeError):
+        ext(model, **params).transform(inputs, out=tmp_path / "e.npy")
+    model.fail_at, model.batches = None, 0
+    Z = ext(model, **params).transform(inputs, out=tmp_path / "e.npy", resume=True)
+    assert model.batches == 7 - 4
+    np.testing.assert_array_equal(Z, expected)
