@@ -353,7 +353,7 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
         if "_torch_state" in state or isinstance(state.get("model"), ModelRef):
             raise ValueError(
                 "TorchFeatureExtractor: this state holds a pickled byte string (a "
-                "file from sklearn-spur before 0.2, or a forged one); it is not "
+                "file from an older sklearn-spur, or a forged one); it is not "
                 "unpickled, since that could run any code. Rebuild the extractor "
                 "from the model.")
         super().__setstate__(state)
