@@ -6,8 +6,9 @@ interleaved, ``--repeats`` times, in this run; the table gives the median and
 best seconds, the overhead (median extractor / median bare loop) in wall time
 and in CPU time of this process (robust to other load on a shared machine;
 use ``--threads 1`` there), and the throughput. The extractor runs without a
-cache (``memory=None``), with the default in-process cache on a miss (inputs
-and weights are hashed) and on a hit. On CPU, and on CUDA when available.
+cache (``memory=None``, the default), with the in-process cache
+(``memory="auto"``) on a miss (inputs and weights are hashed) and on a hit. On
+CPU, and on CUDA when available.
 
 Memory (Linux): ``--memory-n`` inputs are extracted in a fresh process per
 case, after a one-batch warm-up and ``malloc_trim``; the peak extra memory is
@@ -104,7 +105,7 @@ def speed(model, X, batch_size, repeats, device):
     plain = TorchFeatureExtractor(model, batch_size=batch_size, device=device,
                                   progress=False, memory=None)
     cached = TorchFeatureExtractor(model, batch_size=batch_size, device=device,
-                                   progress=False)
+                                   progress=False, memory="auto")
 
     def miss():
         TorchFeatureExtractor.clear_cache()

@@ -17,7 +17,6 @@ from sklearn.utils._param_validation import InvalidParameterError
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 
-import sklearn_spur.torch.extractor as extractor_module
 from sklearn_spur import (
     DFRClassifier,
     ERMClassifier,
@@ -25,6 +24,7 @@ from sklearn_spur import (
     worst_group_accuracy,
 )
 from sklearn_spur._core.heads import resolve_head
+from sklearn_spur.torch import _persist, _runtime
 
 
 class TinyCNN(nn.Module):
@@ -201,7 +201,7 @@ def test_inputs_the_model_cannot_take_are_named_on_the_first_batch(images):
 def test_non_finite_embeddings_are_reported_with_their_rows(images):
     bad = images.copy()
     bad[[7, 33], 0, 0, 0] = np.nan
-    ext = extractor(_make_model())
+    ext = extractor(_make_model(), memory="auto")
     with pytest.warns(RuntimeWarning, match=r"2 of 50 embeddings contain NaN or inf "
                       r"\(rows \[7, 33\]\)") as record:
         Z = ext.fit_transform(bad)
@@ -260,7 +260,7 @@ def test_memmap_and_preallocated_outputs_equal_the_in_memory_result(model, image
     with pytest.raises(ValueError, match=r"shape \(50, 7\)"):
         ext.transform(images, out=np.empty((50, 7), np.float32))
 
-    cached = extractor(model)  # a cache hit is written to out= too
+    cached = extractor(model, memory="auto")  # a cache hit is written to out= too
     cached.transform(images)
     cached.transform(images, out=tmp_path / "hit.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "hit.npy"), expected)
@@ -420,14 +420,18 @@ def test_pickle_round_trip_gives_identical_output(model, images):
 def test_a_pickle_made_on_gpu_loads_on_a_cpu_only_machine(model, images, monkeypatch):
     ext = extractor(model, memory=None)
     expected = ext.fit_transform(images)
+    on_gpu = {t.untyped_storage().data_ptr()
+              for t in (*model.parameters(), *model.buffers())}
 
-    def tag_as_cuda(storage):  # pickle every tensor as if it lived on cuda:0
-        return "cuda:0"
+    def tag_as_cuda(storage):  # the model's own tensors pickle as if on cuda:0
+        return "cuda:0" if storage.data_ptr() in on_gpu else None
 
     registry = [(-1, tag_as_cuda, lambda storage, location: None),
                 *torch.serialization._package_registry]
     with monkeypatch.context() as patch:
         patch.setattr(torch.serialization, "_package_registry", registry)
+        patch.setattr(_persist, "devices_by_name",  # the extractor sees it there too
+                      lambda m: {n: "cuda:0" for n, _ in m.state_dict().items()})
         blob, plain = pickle.dumps(ext), pickle.dumps(model)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match="CUDA"):
@@ -442,7 +446,8 @@ def test_a_pickle_made_on_gpu_loads_on_a_cpu_only_machine(model, images, monkeyp
 
 def test_grid_search_runs_the_network_once_per_input_set(model, images):
     y = np.arange(50) % 2
-    pipe = make_pipeline(extractor(model, batch_size=64), LogisticRegression())
+    pipe = make_pipeline(extractor(model, batch_size=64, memory="auto"),
+                         LogisticRegression())
     grid = {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]}
     cached = GridSearchCV(pipe, grid, cv=KFold(3)).fit(images, y)
     # 3 training folds + 3 validation folds + the refit on all: one batch each.
@@ -457,7 +462,7 @@ def test_grid_search_runs_the_network_once_per_input_set(model, images):
 
 
 def test_the_cache_misses_when_weights_layer_or_inputs_change(model, images):
-    ext = extractor(model)
+    ext = extractor(model, memory="auto")
     first = ext.fit_transform(images)
     assert TinyCNN.calls == 4
     again = clone(ext).fit_transform(images)  # a clone (new instance) hits
@@ -471,7 +476,7 @@ def test_the_cache_misses_when_weights_layer_or_inputs_change(model, images):
     changed[0, 0, 0, 0] += 1
     ext.transform(changed)
     assert TinyCNN.calls == 8
-    extractor(model, layer="embed", capture="output").fit_transform(images)
+    extractor(model, layer="embed", capture="output", memory="auto").fit_transform(images)
     assert TinyCNN.calls == 12
     with torch.no_grad():
         model.embed.bias += 1
@@ -489,21 +494,33 @@ def test_on_disk_memory_is_shared_by_equal_models(model, images, tmp_path):
     np.testing.assert_array_equal(again, first)
 
 
-def test_a_preprocess_joblib_cannot_hash_is_cached_by_identity(model, images, tmp_path):
-    def stack(batch):  # a local function: joblib.hash cannot pickle it
+def test_preprocess_is_keyed_by_its_code_and_by_identity_when_unhashable(
+        model, images, tmp_path):
+    def stack(batch):  # a local function: keyed by its bytecode
         return np.stack(batch)
 
     X = list(images)
-    ext = extractor(model, preprocess=stack)
+    ext = extractor(model, preprocess=stack, memory="auto")
     ext.fit_transform(X)
     clone(ext).fit_transform(X)  # clone shares the function object
     assert TinyCNN.calls == 4
-    extractor(model, preprocess=lambda b: np.stack(b)).fit_transform(X)
-    assert TinyCNN.calls == 8
+    extractor(model, preprocess=lambda b: np.stack(b), memory="auto").fit_transform(X)
+    assert TinyCNN.calls == 8  # other code: a miss
     on_disk = extractor(model, preprocess=stack, memory=str(tmp_path))
     on_disk.fit_transform(X)
-    on_disk.fit_transform(X)  # an id means nothing on disk: not cached
-    assert TinyCNN.calls == 16
+    on_disk.fit_transform(X)  # code hashes mean the same in every process
+    assert TinyCNN.calls == 12
+
+    lock = __import__("threading").Lock()  # joblib cannot hash it: keyed by id
+
+    def stack_locked(batch):
+        with lock:
+            return np.stack(batch)
+
+    by_id = extractor(model, preprocess=stack_locked, memory=str(tmp_path))
+    by_id.fit_transform(X)
+    by_id.fit_transform(X)  # an id means nothing on disk: not cached
+    assert TinyCNN.calls == 20
 
 
 # -------------------------------------------------------------------------- sklearn API
@@ -527,7 +544,7 @@ def test_scikit_learn_api(model, images):
 
 
 def test_progress_bar(model, images, capsys, monkeypatch):
-    monkeypatch.setattr(extractor_module, "_PROGRESS_DELAY", 0)
+    monkeypatch.setattr(_runtime, "_PROGRESS_DELAY", 0)
     extractor(model, progress=False).fit_transform(images)
     assert capsys.readouterr().err == ""
     extractor(model, progress=True, memory=None).fit_transform(images)
