@@ -24,7 +24,8 @@ LABEL_KINDS = {
     "int": lambda k: np.arange(k) * 3 - 2,
     "str": lambda k: np.array([f"g{i}" for i in range(k)]),
     "bool": lambda k: np.array([False, True])[:k],
-    "float": lambda k: np.arange(k) / 2.0,
+    # whole floats: fractional ones are refused as continuous (test_metrics_trust)
+    "float": lambda k: np.arange(k) * 2.0 - 1.0,
     "object": lambda k: np.array([f"o{i}" for i in range(k)], dtype=object),
 }
 
