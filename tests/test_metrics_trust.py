@@ -165,11 +165,11 @@ def test_unrouted_scorer_stops_the_search_with_the_fix(search, routing):
     """Default error_score=np.nan swallows scorer exceptions; not this one."""
     X, y, _ = _data()
     fix = "enable_metadata_routing=True" if not routing else "outermost fit"
-    with sklearn.config_context(enable_metadata_routing=routing):
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # and no "Scoring failed" warning first
-            with pytest.raises(SpuriousNotRoutedError, match=fix):
-                SEARCHES[search](X, y, worst_group_scorer)
+    with (sklearn.config_context(enable_metadata_routing=routing),
+          warnings.catch_warnings()):
+        warnings.simplefilter("error")  # and no "Scoring failed" warning first
+        with pytest.raises(SpuriousNotRoutedError, match=fix):
+            SEARCHES[search](X, y, worst_group_scorer)
 
 
 def test_unrouted_scorer_stops_a_parallel_search():
