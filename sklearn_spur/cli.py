@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._cli_output import WarningLog, print_table, results_json
+from ._core.labels import as_labels
 from .metrics import group_report
 
 
@@ -64,7 +65,8 @@ def _best_on_val(candidates, val):
     from .metrics import worst_group_accuracy
 
     scores = [worst_group_accuracy(val.y, est.predict(val.X), spurious=val.spurious,
-                                   missing="ignore", classes=est.classes_)
+                                   missing="ignore",
+                                   classes=getattr(est, "classes_", None))
               for est in candidates]
     return candidates[int(np.argmax(scores))]
 
@@ -143,8 +145,11 @@ def _run(methods, train, val, test, *, head, seed, log):
             est = method.fit(train, val, head, seed)
         elapsed = time.perf_counter() - start
         with log.capture(f"{method.name} on the test split"):
-            rep = group_report(test.y, est.predict(test.X), spurious=test.spurious,
-                               classes=getattr(est, "classes_", None))
+            try:
+                rep = group_report(test.y, est.predict(test.X), spurious=test.spurious,
+                                   classes=getattr(est, "classes_", None))
+            except ValueError as exc:  # e.g. test labels of another type than train's
+                raise ValueError(f"{method.name} on the test split: {exc}") from None
         reports[method.name] = rep
         rows.append({"key": key, "name": method.name, "needs": method.needs,
                      "mean_accuracy": rep.mean_accuracy,
@@ -238,7 +243,7 @@ def _load_split(path, name, require):
 
     try:
         data = load_embeddings(path, require=require)
-        return Split(np.asarray(data.X), data.y, data.spurious)
+        split = Split(np.asarray(data.X), data.y, data.spurious)
     except Exception as exc:  # noqa: BLE001 (a malformed file fails in many ways)
         msg = " ".join(str(exc).split()) or type(exc).__name__
         if isinstance(exc, KeyError):
@@ -248,6 +253,12 @@ def _load_split(path, name, require):
         if not msg.startswith(str(path)):
             msg = f"{path}: cannot read the {name} embeddings: {msg}"
         raise InputFileError(msg) from None
+    if split.y is not None:  # NaN, mixed or continuous labels: name the file
+        try:
+            as_labels(split.y, "y")
+        except ValueError as exc:
+            raise InputFileError(f"{path}: {exc}") from None
+    return split
 
 
 def _missing_for(key, args, train, val):

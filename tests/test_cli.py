@@ -1,6 +1,7 @@
 """The command line: demo output, evaluate on files, exit codes on bad input."""
 
 import io
+import re
 import subprocess
 import sys
 
@@ -237,3 +238,29 @@ def test_method_takes_several_values(tmp_path, argv):
 def test_methods_table_is_still_exported():
     assert {"erm", "dfr", "neurontune"} <= set(cli.METHODS)
     assert cli.METHODS["dfr"].name == "DFR"
+
+
+@pytest.mark.parametrize("problem, match", [
+    ("nan-y-train", r"train.npz: `y` contains NaN"),
+    ("str-y-test", r"ERM on the test split: `y_true` holds string labels"),
+    ("continuous-spurious", r"test.npz: `spurious` holds floats that are not whole"),
+    ("id-spurious", r"test.npz: `spurious` has 40 distinct values"),
+])
+def test_bad_labels_exit_2_with_one_line(tmp_path, capsys, problem, match):
+    train = _small(tmp_path, "train.npz")
+    test = _small(tmp_path, "test.npz")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y, s = np.arange(40) % 2, (np.arange(40) // 2) % 2
+    if problem == "nan-y-train":
+        np.savez(tmp_path / "train.npz", X=X, y=np.where(y, np.nan, 0.0), spurious=s)
+    elif problem == "str-y-test":
+        save_embeddings(tmp_path / "test.npz", X, y=np.where(y, "b", "a"), spurious=s)
+    else:
+        bad = rng.normal(size=40) if problem == "continuous-spurious" else np.arange(40)
+        np.savez(tmp_path / "test.npz", X=X, y=y, spurious=bad)
+    code = main(["evaluate", "--train", train, "--test", test, "--method", "erm"],
+                out=io.StringIO())
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert re.search(match, err), err

@@ -11,8 +11,16 @@ import warnings
 import numpy as np
 import pytest
 import sklearn
+from sklearn.feature_selection import RFECV
+from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
+from sklearn.model_selection import (
+    GridSearchCV,
+    cross_val_score,
+    cross_validate,
+    learning_curve,
+    validation_curve,
+)
 
 from sklearn_spur import DFRClassifier
 from sklearn_spur._core.groups import check_spurious, reject_unexpected_fit_params
@@ -170,6 +178,29 @@ def test_unrouted_scorer_stops_the_search_with_the_fix(search, routing):
         warnings.simplefilter("error")  # and no "Scoring failed" warning first
         with pytest.raises(SpuriousNotRoutedError, match=fix):
             SEARCHES[search](X, y, worst_group_scorer)
+
+
+OTHER_USERS = {
+    "learning_curve": lambda X, y: learning_curve(
+        LogisticRegression(), X, y, cv=3, scoring=worst_group_scorer,
+        train_sizes=[0.5, 1.0]),
+    "validation_curve": lambda X, y: validation_curve(
+        LogisticRegression(), X, y, param_name="C", param_range=[0.1, 1.0], cv=3,
+        scoring=worst_group_scorer),
+    "RFECV": lambda X, y: RFECV(LogisticRegression(), cv=3,
+                                scoring=worst_group_scorer).fit(X, y),
+    "permutation_importance": lambda X, y: permutation_importance(
+        LogisticRegression().fit(X, y), X, y, scoring=worst_group_scorer),
+}
+
+
+@pytest.mark.parametrize("user", list(OTHER_USERS))
+def test_unrouted_scorer_stops_other_scikit_learn_tools(user):
+    X, y, _ = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SpuriousNotRoutedError, match="enable_metadata_routing"):
+            OTHER_USERS[user](X, y)
 
 
 def test_unrouted_scorer_stops_a_parallel_search():
