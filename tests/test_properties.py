@@ -113,6 +113,22 @@ def test_perfect_predictions_have_wga_one(data):
         assert worst_group_accuracy(y, y, spurious=s) == 1.0
 
 
+@SETTINGS
+@given(labelled())
+def test_adjusted_accuracy_with_own_shares_is_the_mean_accuracy(data):
+    """Weighting group accuracies by the split's own group shares gives back the
+    plain accuracy; equal shares give the mean of the group accuracies."""
+    y, p, s, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = group_report(y, p, spurious=s, weights=(y, s))
+        present = [g for g, n in zip(report.groups, report.counts) if n]
+        equal = group_report(y, p, spurious=s, weights=dict.fromkeys(present, 1.0))
+    assert report.adjusted_accuracy == pytest.approx(report.mean_accuracy, abs=1e-12)
+    assert equal.adjusted_accuracy == pytest.approx(
+        np.nanmean(report.accuracies), abs=1e-12)
+
+
 # ------------------------------------------------------------------ projection
 @st.composite
 def probe_problem(draw):
