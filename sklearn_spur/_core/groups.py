@@ -308,6 +308,12 @@ def unexpected_params_message(who: str, params, *, takes: str = "X, y and spurio
     if not _SPURIOUS_ALIASES.intersection(names):
         return head
     alias = min(_SPURIOUS_ALIASES.intersection(names))
+    if "spurious" not in takes:
+        return (
+            f"{head} It needs no group labels: drop `{alias}=`. (Methods that use "
+            "the spurious attribute take it as `spurious=`; `groups` is the keyword "
+            "of scikit-learn's group splitters such as GroupKFold.)"
+        )
     return (
         f"{head} The spurious attribute is passed as `spurious=`, not `{alias}=`. "
         "(`groups` is the keyword of scikit-learn's group splitters such as "
@@ -320,7 +326,8 @@ def unexpected_params_message(who: str, params, *, takes: str = "X, y and spurio
     )
 
 
-def reject_unexpected_fit_params(who: str, params) -> None:
+def reject_unexpected_fit_params(who: str, params, *,
+                                 takes: str = "X, y and spurious") -> None:
     """Raise a TypeError for unexpected ``fit`` keywords, explaining ``spurious``.
 
     Estimators' ``fit(X, y, *, spurious=None, **unexpected)`` call this so that
@@ -333,6 +340,9 @@ def reject_unexpected_fit_params(who: str, params) -> None:
         Estimator name (``"DFRClassifier"``) or the method (``"DFRClassifier.fit"``).
     params : dict or iterable of str
         The unexpected keyword arguments; nothing happens when empty.
+    takes : str, default="X, y and spurious"
+        What ``fit`` does take; ``"X and y"`` for a method that uses no group
+        labels (the message then says to drop ``groups=``).
 
     Raises
     ------
@@ -352,4 +362,4 @@ def reject_unexpected_fit_params(who: str, params) -> None:
         return
     if "." not in who:
         who = f"{who}.fit"
-    raise TypeError(unexpected_params_message(who, params))
+    raise TypeError(unexpected_params_message(who, params, takes=takes))
