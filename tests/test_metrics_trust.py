@@ -248,8 +248,8 @@ def test_reject_unexpected_fit_params():
                                         r"keyword argument\(s\) 'foo'; it takes X, y "
                                         r"and spurious.$"):
         reject_unexpected_fit_params("DFRClassifier", {"foo": 1})
-    with pytest.raises(TypeError, match=r"^DFRClassifier.fit\(\).*'sensitive_features'.*"
-                                        r"passed as `spurious=`"):
+    with pytest.raises(TypeError, match=r"^DFRClassifier.fit\(\).*'sensitive_features'"
+                                        r".*passed as `spurious=`"):
         reject_unexpected_fit_params("DFRClassifier.fit", ["sensitive_features"])
     with pytest.raises(TypeError, match=r"^NeuronTuner.fit\(\).*'groups'; it takes X "
                                         r"and y. It needs no group labels: drop"):
