@@ -139,11 +139,15 @@ def _malformed(tmp_path, kind):
             z.writestr("X.npy", b"\x93NUMPY garbage")
     elif kind == "empty":
         path.write_bytes(b"")
+    elif kind == "directory":
+        path.mkdir()
+    elif kind == "text-X":
+        np.savez(path, X=np.array([["a", "b"]] * 40), y=np.arange(40) % 2)
     return good, str(path)
 
 
 @pytest.mark.parametrize("kind", ["truncated", "member-without-npy", "garbage-member",
-                                  "empty"])
+                                  "empty", "directory", "text-X"])
 @pytest.mark.parametrize("role", ["--train", "--test"])
 def test_malformed_npz_exit_2_one_line_naming_the_file(tmp_path, capsys, kind, role):
     good, bad = _malformed(tmp_path, kind)
