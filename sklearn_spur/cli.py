@@ -242,7 +242,9 @@ def _load_split(path, name, require):
     from ._io import load_embeddings
 
     try:
-        data = load_embeddings(path, require=require)
+        # mmap=False: reading through zipfile checks every member's CRC, so a
+        # corrupted file fails here instead of giving wrong embeddings
+        data = load_embeddings(path, require=require, mmap=False)
         split = Split(np.asarray(data.X), data.y, data.spurious)
     except Exception as exc:  # noqa: BLE001 (a malformed file fails in many ways)
         msg = " ".join(str(exc).split()) or type(exc).__name__

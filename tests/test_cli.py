@@ -139,6 +139,11 @@ def _malformed(tmp_path, kind):
             z.writestr("X.npy", b"\x93NUMPY garbage")
     elif kind == "empty":
         path.write_bytes(b"")
+    elif kind == "corrupt-X":  # bytes of X's data changed: only the CRC tells
+        data = bytearray(raw)
+        start = raw.index(b"\x93NUMPY") + 200
+        data[start:start + 40] = bytes(40)
+        path.write_bytes(bytes(data))
     elif kind == "directory":
         path.mkdir()
     elif kind == "text-X":
@@ -147,7 +152,7 @@ def _malformed(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["truncated", "member-without-npy", "garbage-member",
-                                  "empty", "directory", "text-X"])
+                                  "empty", "directory", "text-X", "corrupt-X"])
 @pytest.mark.parametrize("role", ["--train", "--test"])
 def test_malformed_npz_exit_2_one_line_naming_the_file(tmp_path, capsys, kind, role):
     good, bad = _malformed(tmp_path, kind)

@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_spur.metrics import (
     group_report,
+    make_worst_group_scorer,
     worst_class_accuracy,
     worst_group_accuracy,
     worst_group_scorer,
@@ -222,7 +223,7 @@ def test_scorer_audit(case):
     kw = {"sample_weight": np.ones(40)} if case == "sample-weight" else {}
     if issubclass(exc, Warning):
         with pytest.warns(exc, match=match):
-            worst_group_scorer(est, X, y_eval, spurious=s)
+            make_worst_group_scorer(missing="ignore")(est, X, y_eval, spurious=s)
     else:
         with pytest.raises(exc, match=match):
             worst_group_scorer(est, X, y_eval, spurious=s, **kw)
