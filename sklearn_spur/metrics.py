@@ -21,11 +21,19 @@ from ._core.groups import (
     check_spurious,
     encode_groups,
     host_array,
+    missing_spurious_message,
     unexpected_params_message,
 )
 from ._core.labels import as_labels, check_same_kind, user_stacklevel
 from ._core.shares import adjusted_accuracy, group_shares
 from ._core.shares import handle_missing as _handle_missing
+from ._scorer import (
+    _inside_sklearn_score,
+    _NotScored,
+    make_worst_group_scorer,
+    worst_group_scorer,
+)
+from .exceptions import SpuriousNotRoutedError
 
 __all__ = [
     "GroupReport",
@@ -51,6 +59,13 @@ def _explain_unexpected_keywords(func):
         if unknown:
             raise TypeError(unexpected_params_message(
                 func.__name__, unknown, takes="y_true, y_pred and spurious"))
+        if "spurious" not in kwargs:
+            message = missing_spurious_message(func.__name__)
+            if _inside_sklearn_score():
+                # make_scorer(worst_group_accuracy) in a search, spurious not
+                # routed: stop the search with the fix, not a NaN score (_scorer)
+                return _NotScored(SpuriousNotRoutedError(message))
+            raise TypeError(message)  # a missing argument, explained
         return func(*args, **kwargs)
 
     return wrapper
@@ -361,5 +376,3 @@ def worst_class_accuracy(y_true, y_pred, *, classes=None):
                    "ignore", classes=classes,
                    warn_unseen=classes is not None).worst_group_accuracy
 
-
-from ._scorer import make_worst_group_scorer, worst_group_scorer

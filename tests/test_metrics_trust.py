@@ -14,6 +14,7 @@ import sklearn
 from sklearn.feature_selection import RFECV
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import make_scorer
 from sklearn.model_selection import (
     GridSearchCV,
     cross_val_score,
@@ -217,6 +218,20 @@ def test_routed_scorer_in_searches_matches_the_metric():
         search = _search(worst_group_scorer).fit(X, y, spurious=s)
     assert np.all((res["test_wga"] > 0) & (res["test_wga"] <= res["test_acc"]))
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+@pytest.mark.parametrize("routing", [False, True])
+def test_make_scorer_of_the_metric_is_protected_too(routing):
+    """make_scorer(worst_group_accuracy) without spurious: an error, not NaN."""
+    X, y, _ = _data()
+    with sklearn.config_context(enable_metadata_routing=routing):
+        scorer = make_scorer(worst_group_accuracy)
+        if routing:
+            scorer = scorer.set_score_request(spurious=True)
+        with pytest.raises(SpuriousNotRoutedError, match="worst_group_accuracy needs"):
+            cross_val_score(LogisticRegression(), X, y, scoring=scorer, cv=3)
+    with pytest.raises(TypeError, match="group_report needs the spurious attribute"):
+        group_report([0, 1], [0, 1])
 
 
 def test_scorer_outside_a_search_raises_at_once():
