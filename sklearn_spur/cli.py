@@ -4,6 +4,10 @@
 benchmark; ``sklearn-spur evaluate`` does the same on your precomputed
 embeddings. Each prints mean accuracy, worst-group accuracy (WGA) and fit time
 on the test split, and writes a per-group bar chart when matplotlib is there.
+``--json`` prints the results (with every group's accuracy) as JSON on stdout
+instead. Warnings (missing groups, classes a model cannot predict, solvers that
+did not converge) are shown once each on stderr. Bad input files end the
+command with exit code 2 and one line naming the file.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
+from ._cli_output import WarningLog, print_table, results_json
+from ._core.labels import as_labels
 from .metrics import group_report
 
 
@@ -60,7 +65,9 @@ def _best_on_val(candidates, val):
     from .metrics import worst_group_accuracy
 
     scores = [worst_group_accuracy(val.y, est.predict(val.X), spurious=val.spurious,
-                                   missing="ignore") for est in candidates]
+                                   missing="ignore",
+                                   classes=getattr(est, "classes_", None))
+              for est in candidates]
     return candidates[int(np.argmax(scores))]
 
 
@@ -95,7 +102,8 @@ def _editor(train, val, head, seed):
     # (changing it needs no refit).
     from .methods.editor import SingleWeightEditor, strength_grid
 
-    editor = SingleWeightEditor(head=head).fit(train.X, train.y, spurious=train.spurious)
+    editor = SingleWeightEditor(head=head).fit(train.X, train.y,
+                                               spurious=train.spurious)
     candidates = [clone_fitted(editor, strength=st) for st in strength_grid(25)]
     return _best_on_val(candidates, val)
 
@@ -127,26 +135,64 @@ NEEDS_VAL_SPURIOUS = {"dfr", "probe", "rrclarc", "editor"}
 NEEDS_TRAIN_SPURIOUS = {"editor"}
 
 
-def run_methods(methods, train, val, test, *, head=None, seed=0, out=sys.stdout):
-    """Fit each method, print its test mean/WGA/fit time; return the reports."""
-    reports = {}
-    rows = []
+def _run(methods, train, val, test, *, head, seed, log):
+    """Fit each method and evaluate it on test: rows for the table, reports."""
+    reports, rows = {}, []
     for key in methods:
         method = METHODS[key]
         start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+        with log.capture(method.name):
             est = method.fit(train, val, head, seed)
         elapsed = time.perf_counter() - start
-        rep = group_report(test.y, est.predict(test.X), spurious=test.spurious,
-                           missing="ignore")
+        with log.capture(f"{method.name} on the test split"):
+            try:
+                rep = group_report(test.y, est.predict(test.X), spurious=test.spurious,
+                                   classes=getattr(est, "classes_", None))
+            except ValueError as exc:  # e.g. test labels of another type than train's
+                raise ValueError(f"{method.name} on the test split: {exc}") from None
         reports[method.name] = rep
-        rows.append((method.name, method.needs, rep.mean_accuracy,
-                     rep.worst_group_accuracy, elapsed))
-    print(f"{'method':<26}{'needs':<18}{'mean acc':>9}{'WGA':>8}{'fit s':>8}", file=out)
-    for name, needs, acc, wga, sec in rows:
-        print(f"{name:<26}{needs:<18}{acc:9.3f}{wga:8.3f}{sec:8.2f}", file=out)
+        rows.append({"key": key, "name": method.name, "needs": method.needs,
+                     "mean_accuracy": rep.mean_accuracy,
+                     "worst_group_accuracy": rep.worst_group_accuracy,
+                     "fit_seconds": elapsed})
+    return rows, reports
+
+
+def run_methods(methods, train, val, test, *, head=None, seed=0, out=sys.stdout,
+                log=None):
+    """Fit each method, print its test mean/WGA/fit time; return the reports.
+
+    Warnings are printed once each on stderr (through ``log``, a
+    :class:`~sklearn_spur._cli_output.WarningLog`).
+    """
+    rows, reports = _run(methods, train, val, test, head=head, seed=seed,
+                         log=WarningLog() if log is None else log)
+    print_table(rows, out)
     return reports
+
+
+def _finish(args, command, methods, splits, out, *, head=None, skipped=None,
+            inputs=None):
+    """Run the methods, then print the table (or the JSON document) and plot."""
+    log = WarningLog()
+    rows, reports = _run(methods, *splits, head=head, seed=args.seed, log=log)
+    info = sys.stderr if args.json else out
+    if args.json:
+        from . import __version__
+
+        print(results_json(command, rows, reports, version=__version__,
+                           skipped=skipped or {}, warnings_shown=log.shown,
+                           inputs=inputs or {}), file=out)
+    else:
+        print_table(rows, out)
+    if args.plot and not getattr(args, "no_plot", False):
+        _plot(reports, args.plot, info)
+    return 0
+
+
+def _unique(methods):
+    """The methods asked for, in order, each once (all of them by default)."""
+    return list(dict.fromkeys(methods or METHODS))
 
 
 def _plot(reports, path, out):
@@ -170,27 +216,51 @@ def _plot(reports, path, out):
 def _cmd_demo(args, out):
     from .datasets import make_waterdigits
 
+    info = sys.stderr if args.json else out
     print(f"make_waterdigits(n_classes={args.n_classes}, rho={args.rho}, "
           f"random_state={args.seed}): training the ERM network (cached after the "
-          "first run)...", file=out)
-    b = make_waterdigits(n_classes=args.n_classes, rho=args.rho, random_state=args.seed)
+          "first run)...", file=info)
+    log = WarningLog()
+    with log.capture("make_waterdigits"):
+        b = make_waterdigits(n_classes=args.n_classes, rho=args.rho,
+                             random_state=args.seed)
     print(f"embeddings: train {b.X_train.shape}, val {b.X_val.shape}, "
-          f"test {b.X_test.shape}; spurious attribute = background colour", file=out)
-    train = Split(b.X_train, b.y_train, b.spurious_train)
-    val = Split(b.X_val, b.y_val, b.spurious_val)
-    test = Split(b.X_test, b.y_test, b.spurious_test)
-    methods = args.method or list(METHODS)
-    reports = run_methods(methods, train, val, test, head=b.head, seed=args.seed, out=out)
-    if not args.no_plot:
-        _plot(reports, args.plot, out)
-    return 0
+          f"test {b.X_test.shape}; spurious attribute = background colour", file=info)
+    splits = [Split(getattr(b, f"X_{k}"), getattr(b, f"y_{k}"),
+                    getattr(b, f"spurious_{k}")) for k in ("train", "val", "test")]
+    inputs = {"dataset": "make_waterdigits", "n_classes": args.n_classes,
+              "rho": args.rho, "random_state": args.seed}
+    return _finish(args, "demo", _unique(args.method), splits, out, head=b.head,
+                   inputs=inputs)
+
+
+class InputFileError(ValueError):
+    """An input file cannot be used; the message names it (exit code 2)."""
 
 
 def _load_split(path, name, require):
     from ._io import load_embeddings
 
-    data = load_embeddings(path, require=require)
-    return Split(np.asarray(data.X), data.y, data.spurious)
+    try:
+        # mmap=False: reading through zipfile checks every member's CRC, so a
+        # corrupted file fails here instead of giving wrong embeddings
+        data = load_embeddings(path, require=require, mmap=False)
+        split = Split(np.asarray(data.X), data.y, data.spurious)
+    except Exception as exc:  # noqa: BLE001 (a malformed file fails in many ways)
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        if isinstance(exc, KeyError):
+            msg = f"malformed archive ({msg})"
+        elif not isinstance(exc, (ValueError, OSError)):
+            msg = f"{type(exc).__name__}: {msg}"
+        if not msg.startswith(str(path)):
+            msg = f"{path}: cannot read the {name} embeddings: {msg}"
+        raise InputFileError(msg) from None
+    if split.y is not None:  # NaN, mixed or continuous labels: name the file
+        try:
+            as_labels(split.y, "y")
+        except ValueError as exc:
+            raise InputFileError(f"{path}: {exc}") from None
+    return split
 
 
 def _missing_for(key, args, train, val):
@@ -210,11 +280,11 @@ def _cmd_evaluate(args, out):
     test = _load_split(args.test, "test", ("y", "spurious"))
     for split, path in ((val, args.val), (test, args.test)):
         if split is not None and split.X.shape[1] != train.X.shape[1]:
-            raise ValueError(
+            raise InputFileError(
                 f"{path}: embeddings have {split.X.shape[1]} features but the train "
                 f"file's have {train.X.shape[1]}."
             )
-    methods = args.method or list(METHODS)
+    methods = _unique(args.method)
     lacking = {m: _missing_for(m, args, train, val) for m in methods}
     if args.method:  # asked for by name: refuse what cannot run
         for need in lacking.values():
@@ -223,27 +293,41 @@ def _cmd_evaluate(args, out):
     else:
         for m, need in lacking.items():
             if need:
-                print(f"(skipping {METHODS[m].name}: {need})", file=out)
+                print(f"(skipping {METHODS[m].name}: {need})",
+                      file=sys.stderr if args.json else out)
         methods = [m for m in methods if not lacking[m]]
-    reports = run_methods(methods, train, val, test, seed=args.seed, out=out)
-    if args.plot:
-        _plot(reports, args.plot, out)
-    return 0
+    inputs = {"train": args.train, "val": args.val, "test": args.test}
+    skipped = {m: need for m, need in lacking.items() if need}
+    return _finish(args, "evaluate", methods, (train, val, test), out,
+                   skipped=skipped, inputs=inputs)
+
+
+def _add_common(p, method_help):
+    p.add_argument("--method", nargs="+", action="extend", choices=list(METHODS),
+                   metavar="METHOD", help=method_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON on stdout (messages go to stderr)")
 
 
 def build_parser():
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="sklearn-spur",
         description="Find and neutralize spurious correlations in trained classifiers.",
     )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    method_help = f"method(s) to run (default: all): {', '.join(METHODS)}"
+    method_help = (f"method(s) to run, several in one flag or repeated (default: "
+                   f"all): {', '.join(METHODS)}")
 
-    demo = sub.add_parser("demo", help="run every method on the built-in make_waterdigits")
+    demo = sub.add_parser("demo",
+                          help="run every method on the built-in make_waterdigits")
     demo.add_argument("--n-classes", type=int, default=2)
     demo.add_argument("--rho", type=float, default=0.95)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--method", action="append", choices=list(METHODS), help=method_help)
+    _add_common(demo, method_help)
     demo.add_argument("--plot", default="sklearn-spur-demo.png",
                       help="where to write the per-group plot")
     demo.add_argument("--no-plot", action="store_true")
@@ -253,22 +337,26 @@ def build_parser():
     ev.add_argument("--train", required=True, help=".npz with X, y (spurious optional)")
     ev.add_argument("--val", help=".npz with X, y, spurious (held-out data)")
     ev.add_argument("--test", required=True, help=".npz with X, y, spurious")
-    ev.add_argument("--method", action="append", choices=list(METHODS), help=method_help)
-    ev.add_argument("--seed", type=int, default=0)
+    _add_common(ev, method_help)
     ev.add_argument("--plot", help="write the per-group plot here")
     ev.set_defaults(run=_cmd_evaluate)
     return parser
 
 
 def main(argv=None, out=None):
-    """Entry point of ``sklearn-spur``; returns the exit code."""
+    """Entry point of ``sklearn-spur``; returns the exit code.
+
+    Usage errors and bad input (a missing or malformed file, labels that cannot
+    be evaluated) print one line on stderr and return 2.
+    """
     out = sys.stdout if out is None else out
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.run(args, out)
     except (ValueError, OSError) as exc:
-        print(f"sklearn-spur: error: {exc}", file=sys.stderr)
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"sklearn-spur: error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -11,13 +11,16 @@ class MissingSpuriousError(ValueError):
     """
 
 
-class SpuriousNotRoutedError(BaseException):
+class SpuriousNotRoutedError(Exception):
     """A worst-group scorer was called without the spurious attribute.
 
-    This derives from :class:`BaseException` on purpose: scikit-learn's searches
-    (``GridSearchCV``, ``cross_validate``) turn every :class:`Exception` raised by
-    a scorer into a NaN score and a warning (``error_score=np.nan``), which would
-    leave the user with a grid of NaN scores instead of the fix. Catch it by name.
+    Its message gives the fix: turn metadata routing on
+    (``sklearn.set_config(enable_metadata_routing=True)``), or pass ``spurious=``
+    to the outermost ``fit``. scikit-learn's searches (``GridSearchCV``,
+    ``cross_validate``, ``cross_val_score``) turn an exception raised by a scorer
+    into a NaN score and a warning (``error_score=np.nan``); the worst-group
+    scorer makes this one surface from the search anyway, so the user gets the
+    error and not a grid of NaN scores (see :mod:`sklearn_spur._scorer`).
     """
 
 

@@ -96,13 +96,15 @@ def test_report_plot(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(y_true=[0, 1], y_pred=[0], spurious=[0, 1]), "equal length"),
-        (dict(y_true=[0, 1], y_pred=[0, 1], spurious=[0]), "spurious.*1 rows"),
-        (dict(y_true=[], y_pred=[], spurious=[]), "empty"),
-        (dict(y_true=[0, 1], y_pred=[0, 1], spurious=[0.0, np.nan]), "NaN"),
-        (dict(y_true=[0, 1], y_pred=[0, 1], spurious=np.array(["a", 1], dtype=object)),
+        ({"y_true": [0, 1], "y_pred": [0], "spurious": [0, 1]}, "equal length"),
+        ({"y_true": [0, 1], "y_pred": [0, 1], "spurious": [0]}, "spurious.*1 rows"),
+        ({"y_true": [], "y_pred": [], "spurious": []}, "empty"),
+        ({"y_true": [0, 1], "y_pred": [0, 1], "spurious": [0.0, np.nan]}, "NaN"),
+        ({"y_true": [0, 1], "y_pred": [0, 1],
+          "spurious": np.array(["a", 1], dtype=object)},
          "spurious.*mixes label types"),
-        (dict(y_true=np.array(["a", 1], dtype=object), y_pred=[0, 1], spurious=[0, 1]),
+        ({"y_true": np.array(["a", 1], dtype=object), "y_pred": [0, 1],
+          "spurious": [0, 1]},
          "y_true.*mixes"),
     ],
 )
@@ -127,14 +129,14 @@ def test_scorer_direct_call_matches_metric():
 
 
 def test_scorer_without_spurious_raises_with_fix():
-    X, y, s = _data()
+    X, y, _s = _data()
     lr = LogisticRegression().fit(X, y)
     with pytest.raises(SpuriousNotRoutedError, match="enable_metadata_routing=True"):
         worst_group_scorer(lr, X, y)
 
 
 def test_routing_off_grid_search_raises_not_nan():
-    X, y, s = _data()
+    X, y, _s = _data()
     search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]},
                           scoring=worst_group_scorer, cv=3)
     with pytest.raises(SpuriousNotRoutedError, match="enable_metadata_routing"):
@@ -159,11 +161,12 @@ def test_routed_cross_val_score_with_plain_estimator():
 
 
 def test_routing_on_but_not_passed_raises():
-    X, y, s = _data()
+    X, y, _s = _data()
     with sklearn.config_context(enable_metadata_routing=True):
         search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]},
                               scoring=worst_group_scorer, cv=3)
-        with pytest.raises(SpuriousNotRoutedError, match="pass it to the outermost fit"):
+        with pytest.raises(SpuriousNotRoutedError,
+                           match="pass it to the outermost fit"):
             search.fit(X, y)
 
 

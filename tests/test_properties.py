@@ -24,14 +24,15 @@ LABEL_KINDS = {
     "int": lambda k: np.arange(k) * 3 - 2,
     "str": lambda k: np.array([f"g{i}" for i in range(k)]),
     "bool": lambda k: np.array([False, True])[:k],
-    "float": lambda k: np.arange(k) / 2.0,
+    # whole floats: fractional ones are refused as continuous (test_metrics_trust)
+    "float": lambda k: np.arange(k) * 2.0 - 1.0,
     "object": lambda k: np.array([f"o{i}" for i in range(k)], dtype=object),
 }
 
 
 @st.composite
 def labelled(draw):
-    """(y_true, y_pred, spurious) with label types and group structure drawn at random."""
+    """(y_true, y_pred, spurious) with label types and groups drawn at random."""
     n = draw(st.integers(1, 120))
     n_classes = draw(st.integers(1, 4))
     n_values = draw(st.integers(1, 3))
@@ -112,6 +113,22 @@ def test_perfect_predictions_have_wga_one(data):
         assert worst_group_accuracy(y, y, spurious=s) == 1.0
 
 
+@SETTINGS
+@given(labelled())
+def test_adjusted_accuracy_with_own_shares_is_the_mean_accuracy(data):
+    """Weighting group accuracies by the split's own group shares gives back the
+    plain accuracy; equal shares give the mean of the group accuracies."""
+    y, p, s, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        report = group_report(y, p, spurious=s, weights=(y, s))
+        present = [g for g, n in zip(report.groups, report.counts) if n]
+        equal = group_report(y, p, spurious=s, weights=dict.fromkeys(present, 1.0))
+    assert report.adjusted_accuracy == pytest.approx(report.mean_accuracy, abs=1e-12)
+    assert equal.adjusted_accuracy == pytest.approx(
+        np.nanmean(report.accuracies), abs=1e-12)
+
+
 # ------------------------------------------------------------------ projection
 @st.composite
 def probe_problem(draw):
@@ -125,7 +142,8 @@ def probe_problem(draw):
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     # every value appears at least twice (a direction needs both sides)
-    s_idx = np.r_[np.repeat(np.arange(n_values), 2), rng.integers(0, n_values, n - 2 * n_values)]
+    s_idx = np.r_[np.repeat(np.arange(n_values), 2),
+                  rng.integers(0, n_values, n - 2 * n_values)]
     rng.shuffle(s_idx)
     shift = rng.normal(0, 2, (n_values, d))
     scale = draw(st.sampled_from([1e-2, 1.0, 1e2]))
@@ -139,13 +157,14 @@ def probe_problem(draw):
 
 def _tol(X):
     eps = np.finfo(X.dtype).eps
-    return dict(rtol=2e3 * eps, atol=2e3 * eps * max(1.0, float(np.abs(X).max())))
+    return {"rtol": 2e3 * eps, "atol": 2e3 * eps * max(1.0, float(np.abs(X).max()))}
 
 
 def _fit_probe(X, y, s, reference, strength=1.0):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return SpuriousProbe(reference=reference, strength=strength).fit(X, y, spurious=s)
+        probe = SpuriousProbe(reference=reference, strength=strength)
+        return probe.fit(X, y, spurious=s)
 
 
 @SETTINGS
@@ -188,5 +207,5 @@ def test_projection_is_affine_in_X_and_linear_in_strength(problem, a, strength):
         np.testing.assert_allclose(T(X + X2), T(X) + T(X2), **_tol(X))
     # the strength moves each sample along a straight line from X to the full removal
     full = _fit_probe(X, y, s, reference, strength=1.0)
-    np.testing.assert_allclose(T(X), X + X.dtype.type(strength) * (full.transform(X) - X),
-                               **_tol(X))
+    step = X.dtype.type(strength) * (full.transform(X) - X)
+    np.testing.assert_allclose(T(X), X + step, **_tol(X))

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn import get_config
 
 from ..exceptions import MissingSpuriousError
+from .labels import as_labels
 
 __all__ = [
     "Groups",
@@ -26,7 +27,18 @@ __all__ = [
     "group_balanced_indices",
     "host_array",
     "missing_spurious_message",
+    "reject_unexpected_fit_params",
+    "unexpected_params_message",
 ]
+
+#: A spurious attribute with more distinct values than
+#: ``max(MAX_VALUES_FLOOR, n_samples // 2)`` (per column) is refused as continuous.
+MAX_VALUES_FLOOR = 20
+_DISCRETE_HINT = (
+    "The spurious attribute must be discrete (a few values, each shared by many "
+    "samples); bin a continuous one first, e.g. `np.digitize(a, np.quantile(a, "
+    "[0.5]))`."
+)
 
 
 def missing_spurious_message(who: str) -> str:
@@ -75,7 +87,8 @@ def check_labels(labels, name):
     try:
         np.unique(labels)
     except TypeError:
-        kinds = sorted({type(v).__name__ for v in np.asarray(labels, dtype=object).ravel()[:1000]})
+        head = np.asarray(labels, dtype=object).ravel()[:1000]
+        kinds = sorted({type(v).__name__ for v in head})
         raise ValueError(
             f"`{name}` mixes label types ({', '.join(kinds)}); use one type, e.g. all "
             "strings or all integers."
@@ -103,6 +116,13 @@ def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
     -------
     spurious : ndarray of shape (n_samples,) or (n_samples, n_attributes), or None
         A 2-D input with a single column is flattened.
+
+    Notes
+    -----
+    Each column must be a discrete attribute: no missing values (NaN, None,
+    ``pandas.NA``), one label type, floats only when whole (0.0, 1.0, ...), and at
+    most ``max(20, n_samples // 2)`` distinct values. A continuous column (e.g.
+    ``rng.normal(size=n)``) would otherwise become hundreds of one-sample groups.
     """
     if spurious is None:
         if required:
@@ -111,8 +131,6 @@ def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
     if hasattr(spurious, "detach"):  # torch tensor
         spurious = host_array(spurious)
     s = np.asarray(spurious)
-    if s.dtype.kind == "c":
-        raise ValueError(f"`{name}` must hold discrete labels, got complex values.")
     if s.ndim == 2 and s.shape[1] == 1:
         s = s[:, 0]
     if s.ndim not in (1, 2) or (s.ndim == 2 and s.shape[1] == 0):
@@ -125,11 +143,17 @@ def check_spurious(spurious, n_samples: int, *, who: str = "This estimator",
             f"`{name}` has {s.shape[0]} rows but there are {n_samples} samples (the "
             "rows of X and y); pass one attribute value per sample."
         )
-    if s.dtype.kind == "f" and not np.all(np.isfinite(s)):
-        raise ValueError(f"`{name}` contains NaN or infinity.")
     columns = [s] if s.ndim == 1 else [s[:, j] for j in range(s.shape[1])]
-    for col in columns:
-        check_labels(col, name)
+    for j, col in enumerate(columns):
+        label = name if s.ndim == 1 else f"{name}[:, {j}]"
+        _, values, _ = as_labels(col, label, hint=_DISCRETE_HINT)
+        if values.size > max(MAX_VALUES_FLOOR, n_samples // 2):
+            raise ValueError(
+                f"`{label}` has {values.size} distinct values for {n_samples} samples "
+                f"(more than max({MAX_VALUES_FLOOR}, n_samples // 2)): that is not a "
+                "grouping, groups would hold about "
+                f"{n_samples / values.size:.1f} samples each. {_DISCRETE_HINT}"
+            )
     return s
 
 
@@ -176,21 +200,31 @@ class Groups:
 
     def label(self, code: int):
         """The (class, value) pair of a group code."""
-        return (self.classes[code // len(self.values)], self.values[code % len(self.values)])
+        n_values = len(self.values)
+        return (self.classes[code // n_values], self.values[code % n_values])
 
     @property
     def labels(self) -> list:
         return [self.label(g) for g in range(self.n_groups)]
 
 
-def encode_groups(y, spurious) -> Groups:
-    """Cross classes with attribute values; absent combinations are kept (count 0)."""
+def encode_groups(y, spurious, *, all_classes=None) -> Groups:
+    """Cross classes with attribute values; absent combinations are kept (count 0).
+
+    ``all_classes`` (e.g. a model's ``classes_``) adds classes absent from ``y``,
+    so that their groups are reported as empty instead of disappearing.
+    """
     y = np.asarray(y)
-    classes, y_codes = np.unique(y, return_inverse=True)
+    if all_classes is None:
+        classes, y_codes = np.unique(y, return_inverse=True)
+    else:
+        classes = np.union1d(np.unique(y), np.asarray(all_classes).ravel())
+        y_codes = np.searchsorted(classes, y)
     s_codes, values = _encode_attributes(np.asarray(spurious))
     codes = y_codes.ravel() * len(values) + s_codes
     counts = np.bincount(codes, minlength=len(classes) * len(values))
-    return Groups(codes=codes, classes=list(classes.tolist()), values=values, counts=counts)
+    return Groups(codes=codes, classes=list(classes.tolist()), values=values,
+                  counts=counts)
 
 
 def group_balanced_indices(codes, rng, *, size=None, n_draws=None):
@@ -236,9 +270,96 @@ def balanced_weights(codes):
 
 def check_group_sizes(groups, minimum, who):
     """Raise if a present group has fewer than ``minimum`` samples."""
-    small = [(groups.label(g), int(n)) for g, n in enumerate(groups.counts) if 0 < n < minimum]
+    small = [(groups.label(g), int(n)) for g, n in enumerate(groups.counts)
+             if 0 < n < minimum]
     if small:
         raise ValueError(
             f"{who}: every group (class, spurious) needs at least {minimum} samples; "
             f"these have fewer: {small[:10]}."
         )
+
+
+# Keywords users pass when they mean `spurious` (other libraries' names for it).
+_SPURIOUS_ALIASES = {"groups", "group", "group_labels", "sensitive_features",
+                     "sensitive_attribute", "attribute", "attributes", "bias",
+                     "spurious_attribute", "spurious_labels", "environment", "env",
+                     "domain", "metadata"}
+
+
+def unexpected_params_message(who: str, params, *, takes: str = "X, y and spurious"):
+    """The message for unexpected keyword arguments, with the fix for ``groups=``.
+
+    Parameters
+    ----------
+    who : str
+        The callable as the user sees it, e.g. ``"DFRClassifier.fit"``.
+    params : iterable of str
+        The unexpected keyword names.
+    takes : str, default="X, y and spurious"
+        What the callable does take, for the message.
+
+    Returns
+    -------
+    message : str
+    """
+    names = sorted(params)
+    head = (f"{who}() got unexpected keyword argument(s) "
+            f"{', '.join(repr(n) for n in names)}; it takes {takes}.")
+    if not _SPURIOUS_ALIASES.intersection(names):
+        return head
+    alias = min(_SPURIOUS_ALIASES.intersection(names))
+    if "spurious" not in takes:
+        return (
+            f"{head} It needs no group labels: drop `{alias}=`. (Methods that use "
+            "the spurious attribute take it as `spurious=`; `groups` is the keyword "
+            "of scikit-learn's group splitters such as GroupKFold.)"
+        )
+    return (
+        f"{head} The spurious attribute is passed as `spurious=`, not `{alias}=`. "
+        "(`groups` is the keyword of scikit-learn's group splitters such as "
+        "GroupKFold and LeaveOneGroupOut, which would split the folds by the "
+        "attribute.) Inside GridSearchCV, cross_validate or a Pipeline, `spurious` "
+        "travels by metadata routing: call "
+        "`sklearn.set_config(enable_metadata_routing=True)` once, then "
+        "`search.fit(X, y, spurious=s)`; estimators and the worst-group scorer "
+        "request it by default."
+    )
+
+
+def reject_unexpected_fit_params(who: str, params, *,
+                                 takes: str = "X, y and spurious") -> None:
+    """Raise a TypeError for unexpected ``fit`` keywords, explaining ``spurious``.
+
+    Estimators' ``fit(X, y, *, spurious=None, **unexpected)`` call this so that
+    ``fit(X, y, groups=s)`` gets the routed-keyword explanation instead of
+    Python's bare ``TypeError``.
+
+    Parameters
+    ----------
+    who : str
+        Estimator name (``"DFRClassifier"``) or the method (``"DFRClassifier.fit"``).
+    params : dict or iterable of str
+        The unexpected keyword arguments; nothing happens when empty.
+    takes : str, default="X, y and spurious"
+        What ``fit`` does take; ``"X and y"`` for a method that uses no group
+        labels (the message then says to drop ``groups=``).
+
+    Raises
+    ------
+    TypeError
+        When ``params`` is not empty.
+
+    Examples
+    --------
+    >>> from sklearn_spur._core.groups import reject_unexpected_fit_params
+    >>> reject_unexpected_fit_params("DFRClassifier", {})
+    >>> reject_unexpected_fit_params("DFRClassifier", {"groups": [0, 1]})
+    Traceback (most recent call last):
+    ...
+    TypeError: DFRClassifier.fit() got unexpected keyword argument(s) 'groups'; ...
+    """
+    if not params:
+        return
+    if "." not in who:
+        who = f"{who}.fit"
+    raise TypeError(unexpected_params_message(who, params, takes=takes))
