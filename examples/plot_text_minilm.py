@@ -95,7 +95,7 @@ class SentenceEncoder(torch.nn.Module):
 
 
 extractor = TorchFeatureExtractor(
-    SentenceEncoder(encoder), layer="", capture="output", batch_size=64,
+    SentenceEncoder(encoder), layer="", capture="output", batch_size=64, memory="auto",
     preprocess=functools.partial(encoder.tokenizer, padding=True, truncation=True,
                                  return_tensors="pt"))
 Z_train, Z_val, Z_test = (extractor.fit_transform(list(texts[idx]))

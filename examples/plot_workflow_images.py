@@ -58,7 +58,7 @@ print("images:", data.images_train.shape, "head:", data.head_name, "=", model.fc
 # -----------------------------
 # ``layer="fc"`` with ``capture="input"`` takes what enters the head: the
 # penultimate embedding. The result is the dataset's own ``X_*`` arrays.
-extractor = TorchFeatureExtractor(model, layer="fc", progress=False)
+extractor = TorchFeatureExtractor(model, layer="fc", progress=False, memory="auto")
 Z_train = extractor.fit_transform(data.images_train)
 Z_val = extractor.transform(data.images_val)
 Z_test = extractor.transform(data.images_test)
@@ -111,7 +111,7 @@ s = np.concatenate([data.spurious_train, data.spurious_val])
 n_train = len(data.y_train)
 split = [(np.arange(n_train), np.arange(n_train, len(y)))]
 
-pipe = make_pipeline(TorchFeatureExtractor(model, layer="fc", progress=False),
+pipe = make_pipeline(TorchFeatureExtractor(model, layer="fc", progress=False, memory="auto"),
                      SingleWeightEditor(head=data.head))
 grid = {"singleweighteditor__strength": strength_grid(9 if FAST else 25)}
 with sklearn.config_context(enable_metadata_routing=True):

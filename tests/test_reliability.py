@@ -603,7 +603,7 @@ def test_pickle_round_trip(fitted, est_id):
 
 
 # a torch module in `head=` is not skops-serialisable (skops refuses torch types)
-SKOPS_IDS = [k for k in ESTIMATORS if k not in ("ERM-head", "Editor-head")]
+SKOPS_IDS = list(ESTIMATORS)
 
 
 @pytest.mark.parametrize("est_id", SKOPS_IDS)

@@ -32,7 +32,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from .base import LinearSpurClassifier
-from .groups import encode_groups
+from .groups import encode_groups, reject_unexpected_fit_params
 from .heads import resolve_head
 from .refit import (
     FitContext,
@@ -68,23 +68,6 @@ SOLVER_CONSTRAINTS: dict = {
 }
 #: Defaults that agree across estimators.
 MAX_ITER, TOL = 2000, 1e-4
-
-
-def reject_unexpected_fit_params(who, params):
-    """A clear TypeError for keywords ``fit`` does not take (``groups=`` above all)."""
-    if not params:
-        return
-    names = sorted(params)
-    hint = ""
-    if "groups" in params:
-        hint = (" The spurious attribute is passed as `spurious=`, never `groups=`: "
-                "`groups` is the keyword of scikit-learn's group splitters "
-                "(GroupKFold would split by it). Inside GridSearchCV or a Pipeline, "
-                "turn on metadata routing (`sklearn.set_config("
-                "enable_metadata_routing=True)`) and call `search.fit(X, y, "
-                "spurious=s)`.")
-    raise TypeError(f"{who}.fit() got unexpected keyword arguments {names}; it takes "
-                    f"X, y and `spurious=`.{hint}")
 
 
 class LastLayerClassifier(LinearSpurClassifier):
@@ -137,7 +120,9 @@ default=None
             The fitted estimator.
         """
         who = type(self).__name__
-        reject_unexpected_fit_params(who, unexpected)
+        reject_unexpected_fit_params(
+            who, unexpected,
+            takes="X, y and spurious" if self._uses_spurious() else "X and y")
         X, y, s = self._validate_fit_inputs(
             X, y, spurious, spurious_required=self._needs_group_labels)
         ctx = self._fit_context(X, y, s)
@@ -148,6 +133,12 @@ default=None
 
     def _after_fit(self, ctx):
         """Store method-specific fitted attributes (hook; nothing by default)."""
+
+    def _uses_spurious(self):
+        """Whether ``fit`` reads the routed attribute (the class's default request)."""
+        from ..utils.discovery import requirements
+
+        return requirements(type(self))["group_labels"] != "none"
 
     def _fit_context(self, X, y, s):
         who = type(self).__name__

@@ -74,7 +74,8 @@ def _neg_delta_sum(estimator, X, y):
 
 
 def _worst_class(estimator, X, y):
-    return worst_class_accuracy(y, estimator.predict(X))
+    return worst_class_accuracy(y, estimator.predict(X),
+                                classes=getattr(estimator, "classes_", None))
 
 
 neuron_delta_scorer = _LabelFreeScorer(_neg_delta_sum, "neuron_delta_scorer")
