@@ -313,11 +313,11 @@ def test_waterdigits_trains_when_asked_or_when_nothing_is_shipped(tmp_path,
     # The short recipe is not the one the shipped weights were trained with.
     data = make_waterdigits(random_state=0, data_home=tmp_path)
     assert data.weights == "trained" and "trained on this machine" in data.DESCR
-    monkeypatch_free = make_waterdigits(random_state=0, data_home=tmp_path, train=True)
-    assert monkeypatch_free.weights == "trained"
+    retrained = make_waterdigits(random_state=0, data_home=tmp_path, train=True)
+    assert retrained.weights == "trained"
     # train=True is a separate cache entry, with the same (deterministic) weights.
     assert len(list((tmp_path / "sklearn_spur").glob("*.npz"))) == 2
-    assert _state_digest(data.model) == _state_digest(monkeypatch_free.model)
+    assert _state_digest(data.model) == _state_digest(retrained.model)
 
 
 def test_waterdigits_shipped_weights_are_never_unpickled(tmp_path, monkeypatch):
