@@ -320,6 +320,16 @@ def test_waterdigits_trains_when_asked_or_when_nothing_is_shipped(tmp_path,
     assert _state_digest(data.model) == _state_digest(retrained.model)
 
 
+def test_waterdigits_cache_follows_the_shipped_file(tmp_path, monkeypatch):
+    first = make_waterdigits(random_state=0, data_home=tmp_path)
+    # A package update that changes the shipped weights must not meet the old cache.
+    monkeypatch.setattr(_waterdigits, "shipped_file_digest", lambda *args: "updated")
+    monkeypatch.setattr(_waterdigits, "load_shipped", lambda *args: WaterDigitsCNN(2).eval())
+    second = make_waterdigits(random_state=0, data_home=tmp_path)
+    assert len(list((tmp_path / "sklearn_spur").glob("*.npz"))) == 2
+    assert not np.array_equal(first.X_test, second.X_test)
+
+
 def test_waterdigits_shipped_weights_are_never_unpickled(tmp_path, monkeypatch):
     class Boom:
         def __reduce__(self):

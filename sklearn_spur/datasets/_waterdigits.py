@@ -32,6 +32,7 @@ from ._waterdigits_cnn import (
     forward,
     load_shipped,
     recipe_digest,
+    shipped_file_digest,
     train_cnn,
 )
 from ._waterdigits_images import SPLITS as _SPLITS
@@ -350,6 +351,8 @@ def make_waterdigits(*, n_classes=2, rho=0.95, random_state=0, val_rho=None,
               "val_rho": None if val_rho is None else float(val_rho),
               "stripes": None if stripes is None else float(stripes),
               "train": bool(train)}
+    if not train:
+        params["shipped"] = shipped_file_digest(n_classes, rho, random_state, stripes)
     folder, npz_path, pt_path = _cache_paths(data_home, params)
     arrays = model = None
     if not refresh and npz_path.exists() and pt_path.exists():
