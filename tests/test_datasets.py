@@ -251,7 +251,7 @@ def test_waterdigits_rejects_positional_arguments():
         make_waterdigits(2)
 
 
-# ------------------------------------------------ WaterDigits: the same on every machine
+# ----------------------------------------------- WaterDigits: the same on every machine
 def _state_digest(model):
     h = hashlib.sha256()
     for name, value in model.state_dict().items():
@@ -324,7 +324,8 @@ def test_waterdigits_cache_follows_the_shipped_file(tmp_path, monkeypatch):
     first = make_waterdigits(random_state=0, data_home=tmp_path)
     # A package update that changes the shipped weights must not meet the old cache.
     monkeypatch.setattr(_waterdigits, "shipped_file_digest", lambda *args: "updated")
-    monkeypatch.setattr(_waterdigits, "load_shipped", lambda *args: WaterDigitsCNN(2).eval())
+    monkeypatch.setattr(_waterdigits, "load_shipped",
+                        lambda *args: WaterDigitsCNN(2).eval())
     second = make_waterdigits(random_state=0, data_home=tmp_path)
     assert len(list((tmp_path / "sklearn_spur").glob("*.npz"))) == 2
     assert not np.array_equal(first.X_test, second.X_test)
@@ -430,8 +431,8 @@ def test_waterdigits_stripes(tmp_path):
     with torch.no_grad():
         pred = data.head(torch.from_numpy(data.X_test)).argmax(1).numpy()
     by_colour = worst_group_accuracy(data.y_test, pred, spurious=data.spurious_test)
-    by_both = worst_group_accuracy(data.y_test, pred,
-                                   spurious=np.c_[data.spurious_test, data.stripes_test])
+    both = np.c_[data.spurious_test, data.stripes_test]
+    by_both = worst_group_accuracy(data.y_test, pred, spurious=both)
     assert by_both < by_colour
     assert "stripes_*" in data.DESCR
 
