@@ -271,7 +271,7 @@ def _labels_digest(data):
 # Fingerprints of the shipped configurations used by the tests: the weights (read
 # from the package, so bit for bit), the labels (numpy with fixed seeds, bit for bit)
 # and the sums of the images and embeddings, which differ between machines by float
-# rounding only (about 1e-6 relative). A network retrained on another processor
+# rounding only (sums within 1e-6 relative). A network retrained on another processor
 # gives other embeddings altogether (seeds 0-4 sum to 44652 ... 51711 on test).
 FINGERPRINTS = {
     2: {"weights": "faef95b67ea9cec0", "labels": "d9b97adc07b9f066",

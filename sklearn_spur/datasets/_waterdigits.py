@@ -220,8 +220,9 @@ def make_waterdigits(*, n_classes=2, rho=0.95, random_state=0, val_rho=None,
     two classes at ``rho=0.95`` with ``stripes=0.8`` (0 to 2). For these the
     images, labels and weights are identical everywhere, and the embeddings
     differ between machines only by the float rounding of one forward pass
-    (about 1e-6 relative): a prediction changes only for a sample that close
-    to a decision boundary, so accuracies agree to about three decimals. Any
+    (at most about 1e-5, on values of order 1): a prediction changes only for
+    a sample that close to a decision boundary, so accuracies agree to about
+    two or three decimals. Any
     other configuration, or ``train=True``, trains the CNN here
     (about 10 seconds): deterministic on one machine (one thread,
     deterministic algorithms), but torch's CPU kernels differ between
