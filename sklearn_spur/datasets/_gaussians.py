@@ -166,9 +166,9 @@ def make_spurious_gaussians(n_samples=1000, *, n_classes=2, rho=0.9, balanced=Fa
 
     A held-out split as correlated as the training data, in the same call:
 
-    >>> data = make_spurious_gaussians(2000, n_val=500, val_rho=0.95, random_state=0)
+    >>> data = make_spurious_gaussians(2000, n_val=400, val_rho=0.95, random_state=0)
     >>> data.X_val.shape, float((data.y_val == data.spurious_val).mean())
-    ((500, 20), 0.952)
+    ((400, 20), 0.95)
     """
     if val_rho is not None and n_val == 0:
         raise ValueError("val_rho sets the attribute-label agreement of the held-out "

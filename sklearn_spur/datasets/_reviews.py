@@ -1,4 +1,4 @@
-"""Real movie-review snippets with a verdict and a topic attribute (for the text case)."""
+"""Real movie-review snippets, a verdict and a topic attribute (for the text case)."""
 
 from __future__ import annotations
 

@@ -153,6 +153,15 @@ def weights_name(n_classes, rho, random_state, stripes=None):
     return f"c{int(n_classes)}_r{float(rho):g}{texture}_s{int(random_state)}.npz"
 
 
+def shipped_file_digest(n_classes, rho, random_state, stripes=None):
+    """Hash of the shipped weights file of a configuration (None if there is none):
+    part of the cache key, so that a package update never meets a stale cache."""
+    path = WEIGHTS_DIR / weights_name(n_classes, rho, random_state, stripes)
+    if not path.is_file():
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def load_shipped(n_classes, rho, random_state, stripes, digest):
     """The shipped model of a configuration, or None when none matches."""
     path = WEIGHTS_DIR / weights_name(n_classes, rho, random_state, stripes)
