@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.base import ClassifierMixin
 
 from ._cli_output import WarningLog, print_table, results_json
 from ._core.labels import as_labels
@@ -122,17 +123,61 @@ def _tuner(train, val, head, seed):
     return NeuronTuner(head=head, random_state=seed).fit(val.X, val.y)
 
 
-METHODS = {
-    "erm": Method("ERM", _erm, "train labels"),
-    "dfr": Method("DFR", _dfr, "val groups"),
-    "probe": Method("SpuriousProbe+LR", _probe, "val groups"),
-    "rrclarc": Method("RRClArC", _rrclarc, "val groups"),
-    "editor": Method("SingleWeightEditor", _editor, "train+val groups"),
-    "editor-free": Method("SingleWeightEditor-free", _editor_free, "val labels"),
-    "neurontune": Method("NeuronTuner", _tuner, "val labels"),
+# How the guides tune a method, where its defaults are not the whole story (the
+# registry supplies every method; one it has no recipe for runs the generic one).
+RECIPES = {
+    "ERMClassifier": [("erm", "ERM", _erm, "train labels")],
+    "DFRClassifier": [("dfr", "DFR", _dfr, "val groups")],
+    "SpuriousProbe": [("probe", "SpuriousProbe+LR", _probe, "val groups")],
+    "RRClArCClassifier": [("rrclarc", "RRClArC", _rrclarc, "val groups")],
+    "SingleWeightEditor": [
+        ("editor", "SingleWeightEditor", _editor, "train+val groups"),
+        ("editor-free", "SingleWeightEditor-free", _editor_free, "val labels")],
+    "NeuronTuner": [("neurontune", "NeuronTuner", _tuner, "val labels")],
 }
-NEEDS_VAL_SPURIOUS = {"dfr", "probe", "rrclarc", "editor"}
-NEEDS_TRAIN_SPURIOUS = {"editor"}
+
+
+def _generic(cls):
+    """Fit ``cls`` as it declares (registry): the split, the head, the labels."""
+    from .utils.discovery import requirements
+
+    needs = requirements(cls)
+
+    def fit(train, val, head, seed):
+        params = cls().get_params()
+        est = cls(**{k: v for k, v in (("head", head), ("random_state", seed))
+                     if k in params and v is not None})
+        if needs["group_labels"] == "required":
+            return est.fit(val.X, val.y, spurious=val.spurious)
+        split = train if needs["fit_on"] == "training" else val
+        return est.fit(split.X, split.y)
+
+    label = ("val groups" if needs["group_labels"] == "required"
+             else "train labels" if needs["fit_on"] == "training" else "val labels")
+    return fit, label
+
+
+def _methods():
+    """Every method of the registry, keyed as the command line names them."""
+    from .utils.discovery import all_estimators
+
+    methods = {}
+    for name, cls in all_estimators(include_torch=False):
+        if name in RECIPES:
+            for key, title, fit, needs in RECIPES[name]:
+                methods[key] = Method(title, fit, needs)
+        elif issubclass(cls, ClassifierMixin):
+            fit, needs = _generic(cls)
+            key = name.lower().removesuffix("classifier")
+            methods[key] = Method(name.removesuffix("Classifier"), fit, needs)
+    first = [k for k in ("erm", "dfr") if k in methods]
+    return {k: methods[k] for k in first + sorted(set(methods) - set(first))}
+
+
+METHODS = _methods()
+NEEDS_VAL_SPURIOUS = {k for k, m in METHODS.items() if "val groups" in m.needs
+                      or "train+val" in m.needs}
+NEEDS_TRAIN_SPURIOUS = {k for k, m in METHODS.items() if "train+val" in m.needs}
 
 
 def _run(methods, train, val, test, *, head, seed, log):

@@ -15,13 +15,16 @@ __all__ = ["all_estimators", "requirements"]
 _TYPES = {"classifier": ClassifierMixin, "transformer": TransformerMixin}
 
 
-def all_estimators(type_filter=None):
+def all_estimators(type_filter=None, *, include_torch=True):
     """The public estimators of sklearn-spur, as ``(name, class)`` pairs.
 
     Parameters
     ----------
     type_filter : {"classifier", "transformer"}, list of them, or None
         Keep only estimators of these kinds; ``None`` keeps all.
+    include_torch : bool, default=True
+        List the estimators that need torch (the extractor), importing torch.
+        ``False`` leaves them out and imports nothing of torch.
 
     Returns
     -------
@@ -37,7 +40,8 @@ def all_estimators(type_filter=None):
     """
     import sklearn_spur
 
-    names = list(sklearn_spur.__all__)
+    names = [n for n in sklearn_spur.__all__
+             if include_torch or n not in sklearn_spur._TORCH_NAMES]
     found = {}
     for name in names:
         try:
