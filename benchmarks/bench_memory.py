@@ -32,23 +32,23 @@ import warnings
 
 import numpy as np
 
-ESTIMATORS = ["ERM", "DFR", "SpuriousProbe", "SpuriousProbe-logistic", "RRClArC",
-              "SingleWeightEditor", "NeuronTuner"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def _fits(max_iter):
+    """Every estimator of the registry (``_registry.py``), plus a classifier probe."""
+    import sklearn_spur as ss
+    from _registry import registry_fits
+
+    fits = registry_fits(max_iter=max_iter)
+    fits["SpuriousProbe-logistic"] = (
+        lambda: ss.SpuriousProbe("logistic", Cs=(1.0,), cv=2), True)
+    return fits
 
 
 def _make(name, max_iter):
-    import sklearn_spur as ss
-
-    return {
-        "ERM": lambda: ss.ERMClassifier(max_iter=max_iter),
-        "DFR": lambda: ss.DFRClassifier(max_iter=max_iter, random_state=0),
-        "SpuriousProbe": lambda: ss.SpuriousProbe(),
-        "SpuriousProbe-logistic": lambda: ss.SpuriousProbe("logistic", Cs=(1.0,), cv=2),
-        "RRClArC": lambda: ss.RRClArCClassifier(max_iter=max_iter),
-        "SingleWeightEditor": lambda: ss.SingleWeightEditor(max_iter=max_iter,
-                                                            memory=False),
-        "NeuronTuner": lambda: ss.NeuronTuner(max_iter=max_iter, random_state=0),
-    }[name]()
+    make, uses_spurious = _fits(max_iter)[name]
+    return make(), uses_spurious
 
 
 def _data(n, d, seed=0):
@@ -70,7 +70,7 @@ def _rss_now():
 
 def run_one(name, n, d, max_iter):
     X, y, s = _data(n, d)
-    est = _make(name, max_iter)
+    est, uses_spurious = _make(name, max_iter)
     import torch  # noqa: F401  (imported before the baseline, as the package does)
 
     rss0 = _rss_now()
@@ -78,10 +78,10 @@ def run_one(name, n, d, max_iter):
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if name == "NeuronTuner":
-            est.fit(X, y)
-        else:
+        if uses_spurious:
             est.fit(X, y, spurious=s)
+        else:
+            est.fit(X, y)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -96,7 +96,8 @@ def main(argv=None):
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--d", type=int, default=2048)
     parser.add_argument("--max-iter", type=int, default=5)
-    parser.add_argument("--only", action="append", choices=ESTIMATORS)
+    names = list(_fits(1))
+    parser.add_argument("--only", action="append", choices=names)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -106,7 +107,7 @@ def main(argv=None):
           f"max_iter={args.max_iter}; peak above baseline / input size (target <= 3)")
     print(f"{'estimator':<24}{'tracemalloc':>12}{'rss':>8}{'fit s':>8}")
     worst = 0.0
-    for name in args.only or ESTIMATORS:
+    for name in args.only or names:
         proc = subprocess.run(
             [sys.executable, __file__, "--one", name, "--n", str(args.n), "--d",
              str(args.d), "--max-iter", str(args.max_iter)],

@@ -44,14 +44,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_dfr import make_embeddings  # noqa: E402
 from reference_dfr import dfr_reference, predict_reference  # noqa: E402
 
-from sklearn_spur import (  # noqa: E402
-    DFRClassifier,
-    ERMClassifier,
-    NeuronTuner,
-    RRClArCClassifier,
-    SingleWeightEditor,
-    SpuriousProbe,
-)
+from _registry import registry_fits  # noqa: E402
+
+from sklearn_spur import ERMClassifier  # noqa: E402
 
 
 def _rss_anon():
@@ -91,23 +86,15 @@ def measure(fn):
 
 
 def estimators(head):
-    """name -> (fit(X, y, s) -> fitted, predict(fitted, X))."""
-    pred = (lambda m, X: m.predict(X))
-    return {
-        "ERMClassifier": (lambda X, y, s: ERMClassifier().fit(X, y), pred),
-        "DFRClassifier": (lambda X, y, s: DFRClassifier(random_state=0).fit(
-            X, y, spurious=s), pred),
-        "SpuriousProbe": (lambda X, y, s: SpuriousProbe().fit(X, y, spurious=s),
-                          lambda m, X: m.transform(X)),
-        "RRClArCClassifier": (lambda X, y, s: RRClArCClassifier(head=head).fit(
-            X, y, spurious=s), pred),
-        "SingleWeightEditor (s)": (lambda X, y, s: SingleWeightEditor(
-            head=head, memory=False).fit(X, y, spurious=s), pred),
-        "SingleWeightEditor (no s)": (lambda X, y, s: SingleWeightEditor(
-            head=head, memory=False).fit(X, y), pred),
-        "NeuronTuner": (lambda X, y, s: NeuronTuner(head=head, random_state=0).fit(
-            X, y), pred),
-    }
+    """name -> (fit(X, y, s) -> fitted, predict(fitted, X)), from the registry."""
+    out = {}
+    for name, (make, uses_s) in registry_fits(head).items():
+        def fit(X, y, s, make=make, uses_s=uses_s):
+            return make().fit(X, y, spurious=s) if uses_s else make().fit(X, y)
+        predict = ((lambda m, X: m.transform(X)) if name.startswith("SpuriousProbe")
+                   else (lambda m, X: m.predict(X)))
+        out[name] = (fit, predict)
+    return out
 
 
 def baselines():
