@@ -1,0 +1,730 @@
+"""RR-ClArC at any layer: train the layers above it with the gradient penalty (skorch).
+
+:class:`RRClArCNet` fine-tunes a copy of the part of a network above a chosen
+layer (``head``) on that layer's activations, with cross-entropy plus the
+RR-ClArC penalty of Dreyer, Pahde et al.: the squared dot product of the
+concept direction with the spatially averaged gradient of the logits with
+respect to the activations. Training runs through skorch's
+``NeuralNetClassifier``; :func:`replace_layers` writes the trained layers back
+into the model.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit, unpack_data
+from skorch.utils import to_tensor
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from .._core.groups import check_spurious, host_array
+from ..concepts.probe import SpuriousProbe
+from ..exceptions import MissingSpuriousError
+
+__all__ = ["RRClArCNet", "concept_sensitivity", "replace_layers"]
+
+_FROZEN_TYPES = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase)
+
+
+# --------------------------------------------------------------------- maths
+def _spatial_mean(g):
+    """``(n, C, *spatial)`` -> ``(n, C)``; ``(n, d)`` unchanged."""
+    return g.flatten(2).mean(2) if g.ndim > 2 else g
+
+
+def _projected_gradient(logits, A, weights, V, *, create_graph):
+    """``v . mean_hw grad_A (logits . weights)`` for every direction: ``(n, D)``."""
+    (g,) = torch.autograd.grad(logits, A, grad_outputs=weights,
+                               create_graph=create_graph)
+    return _spatial_mean(g) @ V.T
+
+
+def directional_logits(logits, A, V, *, create_graph=False):
+    """Per-output sensitivities ``v . mean_hw grad_A logit_k``: ``(n, K, D)``.
+
+    One extra backward pass for all ``K`` outputs (the double-backward trick:
+    the projected gradient is linear in the output weights ``w``, so its
+    gradient with respect to ``w`` is the Jacobian-vector product).
+    """
+    w = torch.zeros_like(logits, requires_grad=True)
+    proj = _projected_gradient(logits, A, w, V, create_graph=True)
+    cols = [torch.autograd.grad(proj[:, d].sum(), w, create_graph=create_graph,
+                                retain_graph=True)[0] for d in range(V.shape[0])]
+    return torch.stack(cols, dim=2)
+
+
+def rrclarc_penalty(logits, A, V, signs="random"):
+    """The RR-ClArC penalty, averaged over the batch (differentiable).
+
+    ``"random"`` (the reference's): ``(v . mean_hw grad_A (s . logits))^2`` with
+    ``s`` drawn uniformly from ``{-1, +1}^K`` per sample. ``"expected"``: its
+    expectation over ``s``, ``sum_k (v . mean_hw grad_A logit_k)^2``,
+    deterministic. Summed over the directions (rows of ``V``).
+    """
+    if signs == "random":
+        s = torch.randint(0, 2, logits.shape, device=logits.device)
+        s = s.to(logits.dtype).mul_(2).sub_(1)
+        proj = _projected_gradient(logits, A, s, V, create_graph=True)
+        return proj.pow(2).sum(1).mean()
+    sens = directional_logits(logits, A, V, create_graph=True)
+    return sens.pow(2).sum((1, 2)).mean()
+
+
+def concept_sensitivity(module, A, directions, *, batch_size=512, device="cpu"):
+    """Sensitivity of every output along every concept direction, per sample.
+
+    ``S[i, k, d] = v_d . mean_hw grad_A logit_k(A_i)``: the spatially averaged
+    gradient of output ``k`` with respect to the activations, projected on the
+    direction ``v_d`` (channel-wise on ``(n, C, H, W)`` maps). The quantity the
+    RR-ClArC penalty drives to zero. ``module`` runs in eval mode and is
+    restored afterwards.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Maps activations ``(n, C, *spatial)`` or ``(n, d)`` to logits ``(n, K)``.
+    A : array-like or tensor of shape (n, C, *spatial) or (n, d)
+        Activations.
+    directions : array-like of shape (n_directions, C)
+        Concept directions (e.g. ``SpuriousProbe.directions_``).
+    batch_size : int, default=512
+        Samples per pass.
+    device : str or torch.device, default="cpu"
+        Where to compute.
+
+    Returns
+    -------
+    S : ndarray of shape (n, K, n_directions), float32 or float64 (``A``'s)
+    """
+    A = torch.as_tensor(host_array(A) if not torch.is_tensor(A) else A)
+    dtype = A.dtype if A.dtype == torch.float64 else torch.float32
+    p = next(module.parameters(), None)
+    device = torch.device(device)
+    module_dtype = p.dtype if p is not None else dtype
+    V = torch.as_tensor(np.asarray(directions), dtype=module_dtype, device=device)
+    V = V.reshape(-1, V.shape[-1])
+    was_training, was_device = module.training, (p.device if p is not None else None)
+    module.eval().to(device)
+    out = []
+    try:
+        for start in range(0, len(A), batch_size):
+            a = A[start:start + batch_size].to(device, module_dtype).requires_grad_(True)
+            with torch.enable_grad():
+                out.append(directional_logits(module(a), a, V).detach())
+    finally:
+        module.train(was_training)
+        if was_device is not None:
+            module.to(was_device)
+    return torch.cat(out).to("cpu", dtype).numpy()
+
+
+# ------------------------------------------------------------------- skorch net
+class _PenalizedNet(NeuralNetClassifier):
+    """NeuralNetClassifier whose loss adds ``lam`` x the RR-ClArC penalty."""
+
+    def __init__(self, *args, lam=0.0, directions=None, signs="random",
+                 eval_modules=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lam = lam
+        self.directions = directions
+        self.signs = signs
+        self.eval_modules = eval_modules
+
+    def _set_training(self, training=True):
+        super()._set_training(training)
+        for name in self.eval_modules:  # frozen batch norm keeps its statistics
+            self.module_.get_submodule(name).eval()
+
+    def _objective(self, batch, training):
+        Xi, yi = unpack_data(batch)
+        A = to_tensor(Xi, device=self.device).detach().requires_grad_(True)
+        y_pred = self.infer(A)
+        loss = self.get_loss(y_pred, yi, X=A, training=training)
+        if self.lam > 0:
+            V = self._directions_t
+            loss = loss + self.lam * rrclarc_penalty(y_pred, A, V, self.signs)
+        return loss, y_pred
+
+    @property
+    def _directions_t(self):
+        p = next(self.module_.parameters())
+        key = (p.device, p.dtype)
+        cached = getattr(self, "_dir_cache", None)
+        if cached is None or cached[0] != key:
+            V = torch.as_tensor(self.directions, dtype=p.dtype, device=p.device)
+            self._dir_cache = cached = (key, V)
+        return cached[1]
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        loss, y_pred = self._objective(batch, True)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+    def validation_step(self, batch, **fit_params):
+        # The validation loss is the objective (cross-entropy + penalty), so that
+        # early stopping does not undo the trade the penalty asks for.
+        self._set_training(False)
+        with torch.enable_grad():
+            loss, y_pred = self._objective(batch, False)
+        return {"loss": loss.detach(), "y_pred": y_pred.detach()}
+
+
+# -------------------------------------------------------------------- estimator
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+class RRClArCNet(ClassifierMixin, BaseEstimator):
+    """RR-ClArC through the layers above a chosen one, trained with skorch.
+
+    Fine-tunes a deep copy of ``head``, the part of a network above a layer, on
+    that layer's activations ``A`` with::
+
+        mean_i CE(y_i, head(A_i)) + lam * mean_i sum_v (v . g_i)^2
+
+    where ``g_i`` is the gradient of the logits, summed with random signs
+    ``s ~ U{-1, +1}^K``, with respect to ``A_i``, averaged over the spatial
+    axes (``g_i = mean_hw grad_A (s . head(A_i))``), and ``v`` runs over the
+    unit concept directions of a :class:`~sklearn_spur.SpuriousProbe` fitted on
+    spatially pooled activations ``(n, C)``; they apply channel-wise to
+    ``(n, C, H, W)``. This is the penalty of the authors' code [1]_. Training
+    runs through skorch's ``NeuralNetClassifier`` (callbacks, early stopping
+    on a validation split). On embeddings ``(n, d)`` with an ``nn.Linear``
+    head the penalty is ``lam * sum_k (W_k v)^2`` in expectation, the
+    last-layer :class:`~sklearn_spur.RRClArCClassifier`'s (see Notes).
+
+    Parameters
+    ----------
+    head : torch.nn.Module
+        The layers above the chosen one: maps ``A`` to ``(n, n_classes)``
+        logits, output ``k`` for the ``k``-th sorted class of ``y``. Never
+        modified: a deep copy is trained.
+    probe : SpuriousProbe or FrozenEstimator, default=None
+        Where the concept directions come from. A fitted probe (or a
+        ``FrozenEstimator`` of one, which survives ``clone``) is used as is;
+        fit it on pooled activations of held-out data, e.g.
+        ``A.reshape(n, C, -1).max(-1)``. An unfitted one (None is
+        ``SpuriousProbe()``) is cloned and fitted on the training activations,
+        pooled by ``cav_pooling``, with ``spurious``.
+    lam : float, default=1.0
+        Strength of the penalty. Its scale depends on the layer: a useful grid
+        spans several decades (the reference sweeps 0.05 to 1e8).
+    cav_pooling : {"max", "mean"}, default="max"
+        How an unfitted probe sees ``(n, C, *spatial)`` activations (the
+        reference max-pools); also used by :meth:`concept_sensitivity` callers.
+    signs : {"random", "expected"}, default="random"
+        ``"random"``: fresh random signs per sample and step (the reference).
+        ``"expected"``: their expectation, ``sum_k (v . mean_hw grad logit_k)^2``,
+        deterministic (for full-batch L-BFGS).
+    freeze : "conv_bn", "none" or list of str, default="conv_bn"
+        Parameters that stay fixed: those of convolution and batch-norm layers
+        (the reference's choice; frozen batch norm also keeps its running
+        statistics, in eval mode), none, or those of the named submodules of
+        ``head``.
+    optimizer : torch optimizer class, default=None
+        ``torch.optim.Adam`` when None. ``torch.optim.LBFGS`` with
+        ``batch_size=-1`` solves the full-batch problem.
+    lr : float, default=1e-3
+        Learning rate.
+    max_epochs : int, default=30
+        Training epochs (the most, with early stopping).
+    batch_size : int, default=128
+        Samples per step; -1 is the whole training split.
+    validation_fraction : float or None, default=0.2
+        Stratified fraction of the data held out for early stopping on the
+        objective (cross-entropy + penalty); the best epoch's weights are
+        kept. None: train on everything, no early stopping.
+    patience : int, default=5
+        Epochs without improvement before stopping.
+    callbacks : list or None, default=None
+        Extra skorch callbacks.
+    net_params : dict or None, default=None
+        Other keyword arguments of ``NeuralNetClassifier`` (e.g.
+        ``{"optimizer__weight_decay": 1e-4}``).
+    device : str or torch.device, default="auto"
+        ``"auto"``: CUDA when available, else CPU.
+    random_state : int, RandomState or None, default=None
+        Seeds the split, the shuffling and the signs (torch's global generator
+        is forked, so the caller's state is left as it was).
+    verbose : int, default=0
+        skorch's verbosity.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    probe_ : SpuriousProbe
+        The probe whose ``directions_`` are penalised.
+    directions_ : ndarray of shape (n_directions, C)
+        The penalised unit directions.
+    net_ : skorch.NeuralNetClassifier
+        The trained net; ``net_.module_`` is the trained copy of ``head`` and
+        ``net_.history`` its training history.
+    frozen_ : list of str
+        Names of the parameters of ``head`` that were not trained.
+    n_features_in_ : int
+        Channels (or features) of the activations.
+
+    See Also
+    --------
+    sklearn_spur.RRClArCClassifier : The last-layer case, in closed form.
+    sklearn_spur.SpuriousProbe : The concept directions.
+    replace_layers : Write the trained layers back into the model.
+
+    Notes
+    -----
+    For two classes and a linear head ``W`` of two rows, the expected penalty
+    is ``lam (W_0 v)^2 + lam (W_1 v)^2``; cross-entropy sees only the
+    difference ``D = W_1 - W_0``, so at the optimum ``W_0 v = -W_1 v`` and the
+    penalty is ``lam / 2 (D v)^2``: ``RRClArCClassifier(lam=lam / 2)``.
+
+    References
+    ----------
+    .. [1] M. Dreyer, F. Pahde, C. J. Anders, W. Samek, S. Lapuschkin, "From Hope
+       to Safety: Unlearning Biases of Deep Models via Gradient Penalization in
+       Latent Space", AAAI 2024 (arXiv:2308.09437); code:
+       github.com/frederikpahde/rrclarc.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from torch import nn
+    >>> from sklearn_spur import RRClArCNet, SpuriousProbe
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 300)
+    >>> s = np.where(rng.random(300) < .9, y, 1 - y)  # attribute agrees with y 90%
+    >>> A = rng.normal(0, 1, (300, 4, 3, 3)).astype("float32")  # (n, C, H, W)
+    >>> A[:, 0] += y[:, None, None]; A[:, 1] += 2 * s[:, None, None]
+    >>> probe = SpuriousProbe().fit(A.max((2, 3)), y, spurious=s)
+    >>> _ = torch.manual_seed(0)
+    >>> upper = nn.Sequential(nn.Conv2d(4, 8, 1), nn.ReLU(),
+    ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+    >>> est = RRClArCNet(head=upper, probe=probe, lam=100.0, freeze="none",
+    ...                  lr=1e-2, max_epochs=20, random_state=0).fit(A, y)
+    >>> est.predict(A[:3]).shape, est.predict_proba(A[:3]).shape
+    ((3,), (3, 2))
+    >>> plain = RRClArCNet(head=upper, probe=probe, lam=0.0, freeze="none",
+    ...                    lr=1e-2, max_epochs=20, random_state=0).fit(A, y)
+    >>> def sens(e):
+    ...     return np.abs(e.concept_sensitivity(A)).mean()
+    >>> bool(sens(est) < 0.2 * sens(plain))
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "head": [nn.Module],
+        "probe": [HasMethods(["fit", "transform"]), None],
+        "lam": [Interval(Real, 0, None, closed="left")],
+        "cav_pooling": [StrOptions({"max", "mean"})],
+        "signs": [StrOptions({"random", "expected"})],
+        "freeze": [StrOptions({"conv_bn", "none"}), list, tuple],
+        "optimizer": [type, None],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, -1, None, closed="left")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "callbacks": [list, None],
+        "net_params": [dict, None],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, head, *, probe=None, lam=1.0, cav_pooling="max",
+                 signs="random", freeze="conv_bn", optimizer=None, lr=1e-3,
+                 max_epochs=30, batch_size=128, validation_fraction=0.2,
+                 patience=5, callbacks=None, net_params=None, device="auto",
+                 random_state=None, verbose=0):
+        self.head = head
+        self.probe = probe
+        self.lam = lam
+        self.cav_pooling = cav_pooling
+        self.signs = signs
+        self.freeze = freeze
+        self.optimizer = optimizer
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.callbacks = callbacks
+        self.net_params = net_params
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ inputs
+    def _check_A(self, A, *, reset):
+        who = type(self).__name__
+        if torch.is_tensor(A):
+            A = A.detach().cpu().numpy()
+        A = np.asarray(A)
+        if A.dtype.kind not in "fiu":
+            raise ValueError(f"{who}: A must hold real activations; got dtype {A.dtype}.")
+        if A.ndim < 2:
+            raise ValueError(
+                f"{who}: A must be activations of shape (n, C, *spatial) or (n, d); got "
+                f"shape {A.shape}. Reshape a single sample with A[None].")
+        if A.dtype != np.float64:
+            A = A.astype(np.float32, copy=False)
+        if not np.isfinite(A).all():
+            raise ValueError(f"{who}: A holds NaN or infinite values.")
+        if reset:
+            self.n_features_in_ = A.shape[1]
+        elif A.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{who}: A has {A.shape[1]} channels but the estimator was fitted on "
+                f"{self.n_features_in_}.")
+        return A
+
+    def _pooled(self, A):
+        if A.ndim == 2:
+            return A
+        flat = A.reshape(A.shape[0], A.shape[1], -1)
+        return flat.max(-1) if self.cav_pooling == "max" else flat.mean(-1)
+
+    def _fitted_probe(self, A, y, s):
+        probe = SpuriousProbe() if self.probe is None else self.probe
+        if isinstance(probe, FrozenEstimator):
+            probe = probe.estimator
+        try:
+            check_is_fitted(probe)
+        except Exception:  # unfitted: fit a clone on the pooled activations
+            probe = clone(probe)
+            try:
+                probe.fit(self._pooled(A), y, spurious=s)
+            except MissingSpuriousError:
+                raise MissingSpuriousError(
+                    "RRClArCNet: fitting the probe needs the spurious attribute: call "
+                    "fit(A, y, spurious=s), or pass a fitted probe as `probe=` (fit it "
+                    "on pooled activations, e.g. A.reshape(n, C, -1).max(-1)).") from None
+        V = getattr(probe, "directions_", None)
+        if V is None:
+            raise TypeError("RRClArCNet: probe must be a SpuriousProbe (an object with "
+                            f"`directions_` once fitted), got {type(probe).__name__}.")
+        if V.shape[1] != A.shape[1]:
+            raise ValueError(
+                f"RRClArCNet: the probe's directions have {V.shape[1]} entries but A has "
+                f"{A.shape[1]} channels. Fit the probe on activations of the same layer, "
+                "pooled over space: (n, C).")
+        return probe
+
+    def _frozen(self, module):
+        if isinstance(self.freeze, str):
+            if self.freeze == "none":
+                return [], []
+            mods = [n for n, m in module.named_modules() if isinstance(m, _FROZEN_TYPES)]
+            bn = [n for n, m in module.named_modules()
+                  if isinstance(m, nn.modules.batchnorm._NormBase)]
+        else:
+            names = dict(module.named_modules())
+            unknown = [n for n in self.freeze if n not in names]
+            if unknown:
+                raise ValueError(
+                    f"RRClArCNet: freeze names {unknown} are not submodules of head; "
+                    f"they are {[n for n in names if n][:20]}.")
+            mods = list(self.freeze)
+            bn = [n for n in mods if isinstance(names[n], nn.modules.batchnorm._NormBase)]
+        params = [f"{m}.{p}" if m else p for m in mods
+                  for p, _ in module.get_submodule(m).named_parameters()]
+        return params, bn
+
+    # ---------------------------------------------------------------- fit
+    def fit(self, A, y, *, spurious=None):
+        """Train a copy of ``head`` with cross-entropy and the RR-ClArC penalty.
+
+        Parameters
+        ----------
+        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+            Activations of the chosen layer (the inputs of ``head``).
+        y : array-like of shape (n_samples,)
+            Class labels.
+        spurious : array-like of shape (n_samples,), default=None
+            Spurious attribute: used only to fit an unfitted probe; routed and
+            ignored otherwise.
+
+        Returns
+        -------
+        self : RRClArCNet
+            The fitted estimator.
+        """
+        self._validate_params()
+        A = self._check_A(A, reset=True)
+        y = host_array(y) if torch.is_tensor(y) else np.asarray(y)
+        if y.ndim != 1 or len(y) != len(A):
+            raise ValueError(f"RRClArCNet: y must be 1-D with {len(A)} labels (one per "
+                             f"row of A); got shape {y.shape}.")
+        s = check_spurious(spurious, len(A), who="RRClArCNet", required=False)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"RRClArCNet needs at least 2 classes in y; got "
+                             f"{self.classes_.tolist()}.")
+        self.probe_ = self._fitted_probe(A, y, s)
+        self.directions_ = np.asarray(self.probe_.directions_, dtype=A.dtype)
+
+        dtype = torch.float64 if A.dtype == np.float64 else torch.float32
+        module = copy.deepcopy(self.head).to(dtype)
+        self.frozen_, bn = self._frozen(module)
+        frozen = set(self.frozen_)
+        for name, p in module.named_parameters():
+            if name in frozen:
+                p.requires_grad_(False)
+        if not any(p.requires_grad for p in module.parameters()):
+            raise ValueError("RRClArCNet: every parameter of head is frozen; pass "
+                             "freeze='none' or a list of submodules to freeze.")
+
+        rs = check_random_state(self.random_state)
+        seed = int(rs.randint(np.iinfo(np.int32).max))
+        device = _resolve_device(self.device)
+        callbacks = list(self.callbacks or [])
+        split = None
+        if self.validation_fraction is not None:
+            split = ValidSplit(self.validation_fraction, stratified=True,
+                               random_state=seed)
+            callbacks.append(("rrclarc_early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.patience, load_best=True)))
+        net = _PenalizedNet(
+            module, criterion=nn.CrossEntropyLoss,
+            optimizer=self.optimizer or torch.optim.Adam, lr=self.lr,
+            max_epochs=self.max_epochs, batch_size=self.batch_size,
+            iterator_train__shuffle=True, train_split=split, callbacks=callbacks,
+            classes=np.arange(len(self.classes_)), device=device,
+            verbose=self.verbose, lam=float(self.lam), directions=self.directions_,
+            signs=self.signs, eval_modules=tuple(bn), **(self.net_params or {}))
+        devices = [torch.cuda.current_device()] if str(device).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices), warnings.catch_warnings():
+            # skorch warns that an instantiated module's parameters are reused.
+            warnings.filterwarnings("ignore", module="skorch")
+            torch.manual_seed(seed)
+            net.fit(A, y_idx.astype(np.int64))
+        n_out = net.module_(torch.as_tensor(A[:1], device=device)).shape[1]
+        if n_out != len(self.classes_):
+            raise ValueError(f"RRClArCNet: head has {n_out} outputs but y has "
+                             f"{len(self.classes_)} classes.")
+        self.net_ = net
+        return self
+
+    # ----------------------------------------------------------- predict
+    def _logits(self, A):
+        check_is_fitted(self)
+        A = self._check_A(A, reset=False)
+        return self.net_.forward(A, training=False, device="cpu").numpy()
+
+    def decision_function(self, A):
+        """Logits of the trained layers.
+
+        Parameters
+        ----------
+        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+            Activations.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, the logit difference ``logit_1 - logit_0``.
+        """
+        z = self._logits(A)
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
+    def predict_proba(self, A):
+        """Softmax of the logits.
+
+        Parameters
+        ----------
+        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+            Activations.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        z = self._logits(A)
+        z = z - z.max(1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(1, keepdims=True)
+
+    def predict(self, A):
+        """Class labels.
+
+        Parameters
+        ----------
+        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+            Activations.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self.classes_[self._logits(A).argmax(1)]
+
+    def concept_sensitivity(self, A):
+        """``v . mean_hw grad_A logit_k`` of the trained layers, per sample.
+
+        Parameters
+        ----------
+        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+            Activations.
+
+        Returns
+        -------
+        S : ndarray of shape (n_samples, n_classes, n_directions)
+            See :func:`concept_sensitivity`.
+        """
+        check_is_fitted(self)
+        A = self._check_A(A, reset=False)
+        return concept_sensitivity(self.net_.module_, A, self.directions_,
+                                   device=self.net_.device)
+
+    # -------------------------------------------------------- write-back
+    def to_torch(self):
+        """The trained layers: a deep copy of ``net_.module_``, on CPU, in eval mode.
+
+        Returns
+        -------
+        module : torch.nn.Module
+            Same structure as ``head``; every parameter trainable again.
+        """
+        check_is_fitted(self)
+        module = copy.deepcopy(self.net_.module_).cpu().eval()
+        for p in module.parameters():
+            p.requires_grad_(True)
+        return module
+
+    def replace_into(self, model, names=None):
+        """A copy of ``model`` whose upper layers are the trained ones.
+
+        Parameters
+        ----------
+        model : torch.nn.Module or skorch.NeuralNet
+            The network ``head`` was taken from; not modified.
+        names : str, list of str or None, default=None
+            See :func:`replace_layers`.
+
+        Returns
+        -------
+        patched : same type as ``model``
+        """
+        return replace_layers(model, names, self)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = True
+        return tags
+
+
+# --------------------------------------------------------------- write-back
+def _children(module):
+    return list(module.children()) if isinstance(module, nn.Sequential) else [module]
+
+
+def _names_by_identity(target, head):
+    """Names in ``target`` of the modules ``head`` was built from (by identity)."""
+    where = {id(m): n for n, m in target.named_modules() if n}
+    parts = _children(head)
+    names = [where.get(id(m)) for m in parts]
+    if any(n is None for n in names):
+        if id(head) in where:
+            return [where[id(head)]]
+        raise ValueError(
+            "replace_layers: the head's layers are not submodules of this model, so "
+            "their names cannot be found; pass names=, e.g. ['features.11', 'fc'], "
+            "one per layer of head (an nn.Sequential), or the name of one layer that "
+            "head replaces as a whole.")
+    return names
+
+
+def replace_layers(model, names, upper):
+    """A copy of ``model`` whose upper layers are replaced by trained ones.
+
+    Parameters
+    ----------
+    model : torch.nn.Module or skorch.NeuralNet
+        The network; not modified (a deep copy is patched).
+    names : str, list of str or None
+        A list: the dotted names of the submodules that the layers of
+        ``upper`` (an ``nn.Sequential``) replace, one per layer, in order. A
+        string: one submodule that ``upper`` replaces as a whole. None (a
+        fitted :class:`RRClArCNet` only): the submodules its ``head`` was built
+        from, found by identity (``nn.Sequential(*model.features[11:],
+        model.fc)`` -> ``["features.11", ..., "fc"]``).
+    upper : RRClArCNet or torch.nn.Module
+        A fitted estimator (its :meth:`~RRClArCNet.to_torch`) or a module.
+
+    Returns
+    -------
+    patched : same type as ``model``
+        Each new layer sits on the device, in the dtype and in the train/eval
+        mode of the one it replaces.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_spur.torch.rrclarc_net import replace_layers
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> new = nn.Sequential(nn.ReLU(), nn.Linear(4, 2))
+    >>> patched = replace_layers(model, ["1", "2"], new)
+    >>> patched[2] is model[2], torch.equal(patched[2].weight, new[1].weight)
+    (False, True)
+    """
+    target = model.module_ if hasattr(model, "module_") and hasattr(model, "initialized_") \
+        else model
+    if not isinstance(target, nn.Module):
+        raise TypeError("replace_layers: model must be a torch.nn.Module or a fitted "
+                        f"skorch NeuralNet, got {type(model).__name__}.")
+    if isinstance(upper, RRClArCNet):
+        if names is None:
+            check_is_fitted(upper)
+            names = _names_by_identity(target, upper.head)
+        upper = upper.to_torch()
+    elif not isinstance(upper, nn.Module):
+        raise TypeError("replace_layers: upper must be a fitted RRClArCNet or a torch "
+                        f"module, got {type(upper).__name__}.")
+    elif names is None:
+        raise ValueError("replace_layers: names=None needs a fitted RRClArCNet; with a "
+                         "module, pass the submodule names it replaces.")
+    if isinstance(names, str):
+        names, parts = [names], [upper]
+    else:
+        names, parts = list(names), _children(upper)
+        if len(names) != len(parts):
+            raise ValueError(
+                f"replace_layers: {len(names)} names for {len(parts)} layers of upper; "
+                "give one name per layer of the nn.Sequential, or one name for the "
+                "whole module.")
+    known = dict(target.named_modules())
+    unknown = [n for n in names if n not in known or not n]
+    if unknown:
+        raise ValueError(
+            f"replace_layers: the model has no submodule {unknown}; its submodules are "
+            f"{[n for n in known if n][:20]}.")
+    patched = copy.deepcopy(model)
+    patched_target = patched.module_ if target is not model else patched
+    for name, part in zip(names, parts):
+        old = known[name]
+        p = next(old.parameters(), None)
+        p = next(target.parameters(), None) if p is None else p
+        new = copy.deepcopy(part)
+        if p is not None:
+            new = new.to(device=p.device, dtype=p.dtype)
+        new.train(old.training)
+        parent, _, child = name.rpartition(".")
+        setattr(patched_target.get_submodule(parent) if parent else patched_target,
+                child, new)
+    return patched
