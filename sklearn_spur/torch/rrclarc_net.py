@@ -17,15 +17,16 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping
-from skorch.dataset import ValidSplit, unpack_data
-from skorch.utils import to_tensor
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping
+from skorch.dataset import ValidSplit, unpack_data
+from skorch.utils import to_tensor
 from torch import nn
 
 from .._core.groups import check_spurious, host_array
@@ -404,7 +405,7 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
             probe = probe.estimator
         try:
             check_is_fitted(probe)
-        except Exception:  # unfitted: fit a clone on the pooled activations
+        except NotFittedError:  # unfitted: fit a clone on the pooled activations
             probe = clone(probe)
             try:
                 probe.fit(self._pooled(A), y, spurious=s)
