@@ -4,17 +4,14 @@ import copy
 
 import numpy as np
 import pytest
+import torch
+from sklearn.frozen import FrozenEstimator
+from torch import nn
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("skorch")
-
-from sklearn.frozen import FrozenEstimator  # noqa: E402
-from torch import nn  # noqa: E402
-
-from sklearn_spur import DFRClassifier, RRClArCClassifier, SpuriousProbe  # noqa: E402
-from sklearn_spur.exceptions import MissingSpuriousError  # noqa: E402
-from sklearn_spur.metrics import worst_group_accuracy  # noqa: E402
-from sklearn_spur.torch.rrclarc_net import (  # noqa: E402
+from sklearn_spur import DFRClassifier, RRClArCClassifier, SpuriousProbe
+from sklearn_spur.exceptions import MissingSpuriousError
+from sklearn_spur.metrics import worst_group_accuracy
+from sklearn_spur.torch.rrclarc_net import (
     RRClArCNet,
     concept_sensitivity,
     directional_logits,
@@ -42,7 +39,7 @@ def _conv_head(seed=0):
 
 
 def _fast(**kw):
-    params = dict(lr=1e-2, max_epochs=4, batch_size=64, random_state=0)
+    params = {"lr": 1e-2, "max_epochs": 4, "batch_size": 64, "random_state": 0}
     params.update(kw)
     return params
 
