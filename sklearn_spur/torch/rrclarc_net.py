@@ -95,7 +95,7 @@ def concept_sensitivity(module, A, directions, *, batch_size=512, device="cpu"):
     ----------
     module : torch.nn.Module
         Maps activations ``(n, C, *spatial)`` or ``(n, d)`` to logits ``(n, K)``.
-    A : array-like or tensor of shape (n, C, *spatial) or (n, d)
+    A : array-like or tensor of shape (n, C, H, W) or (n, d)
         Activations.
     directions : array-like of shape (n_directions, C)
         Concept directions (e.g. ``SpuriousProbe.directions_``).
@@ -225,8 +225,8 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
         Strength of the penalty. Its scale depends on the layer: a useful grid
         spans several decades (the reference sweeps 0.05 to 1e8).
     cav_pooling : {"max", "mean"}, default="max"
-        How an unfitted probe sees ``(n, C, *spatial)`` activations (the
-        reference max-pools); also used by :meth:`concept_sensitivity` callers.
+        How an unfitted probe sees ``(n, C, *spatial)`` activations: their
+        maximum or mean over the spatial axes (the reference max-pools).
     signs : {"random", "expected"}, default="random"
         ``"random"``: fresh random signs per sample and step (the reference).
         ``"expected"``: their expectation, ``sum_k (v . mean_hw grad logit_k)^2``,
@@ -451,7 +451,7 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations of the chosen layer (the inputs of ``head``).
         y : array-like of shape (n_samples,)
             Class labels.
@@ -531,7 +531,7 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
@@ -547,7 +547,7 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
@@ -564,7 +564,7 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
@@ -578,7 +578,7 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, *spatial) or (n_samples, d)
+        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
