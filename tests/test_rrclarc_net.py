@@ -206,25 +206,42 @@ def _activations(model, images, layer):
     return out[0].numpy()
 
 
-def test_waterdigits_effect_at_the_last_conv_block(waterdigits):
-    """CAV at the input of features.11 (the last conv block's (n, 64, 4, 4) maps).
-
-    The reference's setting: probe on the balanced validation split (max-pooled),
-    the upper layers fine-tuned on the spuriously correlated training split. The
-    data are fixed (``make_waterdigits(random_state=0)``, cached); here: sensitivity
-    -98.9 %, WGA 0.281 -> 0.765, accuracy 0.817 vs DFR's 0.837. Over the data
-    seeds 0-4 (mean, sd): sensitivity drop 98.4 % (0.3), WGA gain 0.40 (0.12;
-    least 0.24, seed 1), accuracy minus DFR's -0.018 (0.009; worst -0.032, seed 1).
-    """
+@pytest.fixture(scope="module")
+def conv_block(waterdigits):
+    """Activations at the input of features.11, the probe, and DFR's accuracy."""
     d, model = waterdigits, waterdigits.model.eval()
-    layer = "features.11"
-    A = {s: _activations(model, d[f"images_{s}"], layer) for s in ("train", "val", "test")}
+    A = {s: _activations(model, d[f"images_{s}"], "features.11")
+         for s in ("train", "val", "test")}
     n_val = len(A["val"])
     probe = SpuriousProbe().fit(A["val"].reshape(n_val, 64, -1).max(-1), d.y_val,
                                 spurious=d.spurious_val)
+    dfr = DFRClassifier(random_state=0).fit(d.X_val, d.y_val, spurious=d.spurious_val)
+    return A, probe, (dfr.predict(d.X_test) == d.y_test).mean()
+
+
+@pytest.mark.parametrize("fit_on", ["train", "val"])
+def test_waterdigits_effect_at_the_last_conv_block(waterdigits, conv_block, fit_on):
+    """CAV at the input of features.11 (the last conv block's (n, 64, 4, 4) maps).
+
+    The probe: pattern CAV on the balanced validation split, max-pooled. The upper
+    layers (Linear(64, 64), fc) are fine-tuned on
+
+    - "train", the reference's setting (the spuriously correlated training split),
+      lam=1e4. Seed 0 (the fixed data asserted here): sensitivity -98.9 %, WGA
+      0.281 -> 0.765, accuracy 0.817 vs DFR's 0.837. Over the data seeds 0-4
+      (mean, sd): sensitivity drop 98.4 % (0.3), WGA gain 0.40 (0.12; least 0.24,
+      seed 1), accuracy minus DFR's -0.018 (0.009; worst -0.032, seed 1): the
+      thresholds hold on the fixed seed-0 data, not 2 sd below the mean.
+    - "val", the split DFR uses (balanced), lam=300. Over seeds 0-4: sensitivity
+      drop 95.8 % (1.8), WGA gain 0.43 (0.06), accuracy minus DFR's -0.014
+      (0.005): every threshold is more than 2 sd below the mean.
+    """
+    d, model = waterdigits, waterdigits.model.eval()
+    A, probe, dfr_acc = conv_block
     upper = nn.Sequential(*model.features[11:], model.fc)
-    est = RRClArCNet(upper, probe=probe, lam=1e4, lr=3e-3, max_epochs=12,
-                     batch_size=256, random_state=0).fit(A["train"], d.y_train)
+    lam = 1e4 if fit_on == "train" else 300.0
+    est = RRClArCNet(upper, probe=probe, lam=lam, lr=3e-3, max_epochs=12,
+                     batch_size=256, random_state=0).fit(A[fit_on], d[f"y_{fit_on}"])
 
     def report(pred, module):
         S = concept_sensitivity(module, A["test"], probe.directions_)
@@ -236,8 +253,6 @@ def test_waterdigits_effect_at_the_last_conv_block(waterdigits):
         erm_pred = upper(torch.from_numpy(A["test"])).argmax(1).numpy()
     erm = report(erm_pred, upper)
     rr = report(est.predict(A["test"]), est.net_.module_)
-    dfr = DFRClassifier(random_state=0).fit(d.X_val, d.y_val, spurious=d.spurious_val)
-    dfr_acc = (dfr.predict(d.X_test) == d.y_test).mean()
     assert rr[2] <= 0.1 * erm[2], (erm, rr)  # sensitivity drops >= 90 %
     assert rr[0] >= erm[0] + 0.20, (erm, rr)  # WGA +20 points
     assert rr[1] >= dfr_acc - 0.03, (rr, dfr_acc)  # mean accuracy within 3 points
