@@ -161,6 +161,8 @@ def test_clear_errors():
         RRClArCNet(nn.Sequential(nn.Conv2d(4, 2, 3), nn.Flatten()), probe=probe).fit(A, y)
     with pytest.raises(ValueError, match="not submodules of head"):
         RRClArCNet(_conv_head(), probe=probe, freeze=["nope"]).fit(A, y)
+    with pytest.raises(ValueError, match="one logit per class"):
+        RRClArCNet(nn.Sequential(*_conv_head()[:-1]), probe=probe).fit(A, y)
     with pytest.raises(ValueError, match="A must be activations"):
         RRClArCNet(_conv_head(), probe=probe).fit(A[:, 0, 0, 0], y)
 

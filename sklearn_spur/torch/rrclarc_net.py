@@ -485,6 +485,14 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
         for name, p in module.named_parameters():
             if name in frozen:
                 p.requires_grad_(False)
+        with torch.no_grad():
+            out = module.eval()(torch.as_tensor(A[:2]))
+        module.train()
+        if out.ndim != 2 or out.shape[1] != len(self.classes_):
+            raise ValueError(
+                f"RRClArCNet: head maps A to shape {tuple(out.shape)} but y has "
+                f"{len(self.classes_)} classes: head must give one logit per class, "
+                "(n, n_classes), for the sorted labels of y.")
         if not any(p.requires_grad for p in module.parameters()):
             raise ValueError("RRClArCNet: every parameter of head is frozen; pass "
                              "freeze='none' or a list of submodules to freeze.")
@@ -513,10 +521,6 @@ class RRClArCNet(ClassifierMixin, BaseEstimator):
             warnings.filterwarnings("ignore", module="skorch")
             torch.manual_seed(seed)
             net.fit(A, y_idx.astype(np.int64))
-        n_out = net.module_(torch.as_tensor(A[:1], device=device)).shape[1]
-        if n_out != len(self.classes_):
-            raise ValueError(f"RRClArCNet: head has {n_out} outputs but y has "
-                             f"{len(self.classes_)} classes.")
         self.net_ = net
         return self
 
