@@ -270,3 +270,25 @@ def test_exposed_lazily():
     import sklearn_spur
 
     assert sklearn_spur.RRClArCNet is RRClArCNet
+
+
+def test_linear_head_on_embeddings_default_training_and_write_back():
+    """A single nn.Linear on (n, d) embeddings, random signs, written back by identity."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.integers(0, 2, n)
+    s = np.where(rng.random(n) < 0.9, y, 1 - y)
+    Z = np.c_[y + rng.normal(0, 1, n), 2 * s + rng.normal(0, 0.3, n)].astype("float32")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Identity(), nn.Linear(2, 2))
+    probe = SpuriousProbe().fit(Z, y, spurious=s)
+    est = RRClArCNet(model[1], probe=probe, lam=10.0, lr=3e-2, max_epochs=30,
+                     random_state=0).fit(Z, y, spurious=s)
+    W = est.to_torch().weight.detach().numpy()
+    v = probe.directions_[0]
+    assert abs((W[1] - W[0]) @ v) < 0.1 * np.linalg.norm(W[1] - W[0])
+    patched = est.replace_into(model)
+    with torch.no_grad():
+        pred = patched(torch.from_numpy(Z)).argmax(1).numpy()
+    np.testing.assert_array_equal(pred, est.predict(Z))
+    assert patched[1] is not model[1]
