@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 # `import sklearn_spur` on precomputed embeddings never loads torch.
 _TORCH_NAMES = {
     "TorchFeatureExtractor": "sklearn_spur.torch.extractor",
+    "RRClArCNet": "sklearn_spur.torch.rrclarc_net",
     "replace_head": "sklearn_spur.torch.export",
     "to_torch": "sklearn_spur.torch.export",
 }
