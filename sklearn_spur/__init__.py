@@ -51,6 +51,7 @@ def __dir__():
 
 __all__ = sorted([
     *methods.__all__,
+    "RRClArCNet",
     "SpuriousProbe",
     "TorchFeatureExtractor",
     "group_report",

@@ -26,7 +26,16 @@ HEAD = (np.array([[1.0, 1.5, 0, 0, 0, 0]], np.float32), np.array([-1.2], np.floa
 
 SCALES = {"X-1e10": np.float32(1e10), "X-1e-10": np.float32(1e-10),
           "X-mixed-scales": np.float32([1e8, 1, 1e-6, 1, 1, 1])}
-CLASSIFIERS = [(n, c) for n, c in all_estimators("classifier")]
+def _constructible(cls):
+    """Classifiers whose every parameter has a default (RRClArCNet needs its head)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters.values()
+    return all(p.default is not p.empty for p in params
+               if p.name != "self" and p.kind is not p.VAR_KEYWORD)
+
+
+CLASSIFIERS = [(n, c) for n, c in all_estimators("classifier") if _constructible(c)]
 
 
 def _make(cls, **extra):

@@ -88,7 +88,7 @@ def test_linear_head_matches_last_layer_closed_form():
                            tol=1e-10, max_iter=10_000).fit(X, y)
     torch.manual_seed(0)
     head = nn.Linear(4, 2).double()
-    est = RRClArCNet(head, probe=probe, lam=lam, signs="expected", freeze="none",
+    est = RRClArCNet(head=head, probe=probe, lam=lam, signs="expected", freeze="none",
                      optimizer=torch.optim.LBFGS, lr=1.0, batch_size=-1,
                      max_epochs=5, validation_fraction=None, random_state=0,
                      net_params={"optimizer__max_iter": 500,
@@ -112,7 +112,7 @@ def test_fit_keeps_head_and_frozen_layers():
     head = _conv_head()
     before = copy.deepcopy(head.state_dict())
     probe = SpuriousProbe().fit(A.max((2, 3)), y, spurious=s)
-    est = RRClArCNet(head, probe=probe, lam=10.0, **_fast()).fit(A, y, spurious=s)
+    est = RRClArCNet(head=head, probe=probe, lam=10.0, **_fast()).fit(A, y, spurious=s)
     for k, t in head.state_dict().items():  # the user's module is untouched
         assert torch.equal(t, before[k])
     assert head.training and all(p.requires_grad for p in head.parameters())
@@ -124,7 +124,7 @@ def test_fit_keeps_head_and_frozen_layers():
     assert est.predict(A).shape == (len(A),) and est.predict_proba(A).shape == (len(A), 2)
     assert est.decision_function(A).dtype == np.float32
     # freeze="none" trains the convolution too
-    est2 = RRClArCNet(head, probe=probe, lam=10.0, freeze="none", **_fast()).fit(A, y)
+    est2 = RRClArCNet(head=head, probe=probe, lam=10.0, freeze="none", **_fast()).fit(A, y)
     assert not torch.equal(est2.net_.module_.state_dict()["0.weight"], before["0.weight"])
 
 
@@ -132,7 +132,7 @@ def test_random_state_and_labels():
     A, y, s = _maps()
     probe = FrozenEstimator(SpuriousProbe().fit(A.mean((2, 3)), y, spurious=s))
     labels = np.array(["a", "b"])[y]
-    fits = [RRClArCNet(_conv_head(), probe=probe, lam=5.0, **_fast()).fit(A, labels)
+    fits = [RRClArCNet(head=_conv_head(), probe=probe, lam=5.0, **_fast()).fit(A, labels)
             for _ in range(2)]
     np.testing.assert_array_equal(fits[0].decision_function(A),
                                   fits[1].decision_function(A))
@@ -143,28 +143,28 @@ def test_random_state_and_labels():
 def test_unfitted_probe_is_fitted_on_pooled_activations():
     A, y, s = _maps()
     for pooling, pool in (("max", A.max((2, 3))), ("mean", A.mean((2, 3)))):
-        est = RRClArCNet(_conv_head(), cav_pooling=pooling, **_fast(max_epochs=1))
+        est = RRClArCNet(head=_conv_head(), cav_pooling=pooling, **_fast(max_epochs=1))
         est.fit(A, y, spurious=s)
         want = SpuriousProbe().fit(pool, y, spurious=s).directions_
         np.testing.assert_allclose(est.directions_, want, atol=1e-6)
     with pytest.raises(MissingSpuriousError, match="spurious"):
-        RRClArCNet(_conv_head(), **_fast(max_epochs=1)).fit(A, y)
+        RRClArCNet(head=_conv_head(), **_fast(max_epochs=1)).fit(A, y)
 
 
 def test_clear_errors():
     A, y, s = _maps()
     probe = SpuriousProbe().fit(A.max((2, 3))[:, :3], y, spurious=s)
     with pytest.raises(ValueError, match="3 entries but A has 4 channels"):
-        RRClArCNet(_conv_head(), probe=probe).fit(A, y)
+        RRClArCNet(head=_conv_head(), probe=probe).fit(A, y)
     probe = SpuriousProbe().fit(A.max((2, 3)), y, spurious=s)
     with pytest.raises(ValueError, match="every parameter of head is frozen"):
-        RRClArCNet(nn.Sequential(nn.Conv2d(4, 2, 3), nn.Flatten()), probe=probe).fit(A, y)
+        RRClArCNet(head=nn.Sequential(nn.Conv2d(4, 2, 3), nn.Flatten()), probe=probe).fit(A, y)
     with pytest.raises(ValueError, match="not submodules of head"):
-        RRClArCNet(_conv_head(), probe=probe, freeze=["nope"]).fit(A, y)
+        RRClArCNet(head=_conv_head(), probe=probe, freeze=["nope"]).fit(A, y)
     with pytest.raises(ValueError, match="one logit per class"):
-        RRClArCNet(nn.Sequential(*_conv_head()[:-1]), probe=probe).fit(A, y)
+        RRClArCNet(head=nn.Sequential(*_conv_head()[:-1]), probe=probe).fit(A, y)
     with pytest.raises(ValueError, match="A must be activations"):
-        RRClArCNet(_conv_head(), probe=probe).fit(A[:, 0, 0, 0], y)
+        RRClArCNet(head=_conv_head(), probe=probe).fit(A[:, 0, 0, 0], y)
 
 
 def test_replace_layers_writes_back():
@@ -179,7 +179,7 @@ def test_replace_layers_writes_back():
     model.eval()
     before = copy.deepcopy(model.state_dict())
     upper = model[2]  # the layers above "1"
-    est = RRClArCNet(upper, probe=probe, lam=1.0, **_fast()).fit(A, y)
+    est = RRClArCNet(head=upper, probe=probe, lam=1.0, **_fast()).fit(A, y)
     for patched in (est.replace_into(model), replace_layers(model, "2", est),
                     replace_layers(model, [f"2.{i}" for i in range(8)], est)):
         with torch.no_grad():
@@ -242,7 +242,7 @@ def test_waterdigits_effect_at_the_last_conv_block(waterdigits, conv_block, fit_
     A, probe, dfr_acc = conv_block
     upper = nn.Sequential(*model.features[11:], model.fc)
     lam = 1e4 if fit_on == "train" else 300.0
-    est = RRClArCNet(upper, probe=probe, lam=lam, lr=3e-3, max_epochs=12,
+    est = RRClArCNet(head=upper, probe=probe, lam=lam, lr=3e-3, max_epochs=12,
                      batch_size=256, random_state=0).fit(A[fit_on], d[f"y_{fit_on}"])
 
     def report(pred, module):
@@ -282,7 +282,7 @@ def test_linear_head_on_embeddings_default_training_and_write_back():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Identity(), nn.Linear(2, 2))
     probe = SpuriousProbe().fit(Z, y, spurious=s)
-    est = RRClArCNet(model[1], probe=probe, lam=10.0, lr=3e-2, max_epochs=30,
+    est = RRClArCNet(head=model[1], probe=probe, lam=10.0, lr=3e-2, max_epochs=30,
                      random_state=0).fit(Z, y, spurious=s)
     W = est.to_torch().weight.detach().numpy()
     v = probe.directions_[0]
@@ -292,3 +292,28 @@ def test_linear_head_on_embeddings_default_training_and_write_back():
         pred = patched(torch.from_numpy(Z)).argmax(1).numpy()
     np.testing.assert_array_equal(pred, est.predict(Z))
     assert patched[1] is not model[1]
+
+
+def test_extractor_keeps_the_maps_for_the_upper_layers():
+    # pooling=None gives the (n, C, H, W) input of the layers above, as they are
+    from sklearn_spur import TorchFeatureExtractor, replace_head
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    images = torch.randn(64, 3, 6, 6).numpy()
+    ext = TorchFeatureExtractor(model, layer="2", capture="input", pooling=None)
+    A = ext.fit_transform(images)
+    assert A.shape == (64, 4, 6, 6) and A.dtype == np.float32
+    with pytest.raises(ValueError, match="pooling=None"):
+        ext.get_feature_names_out()
+    y = (A.mean(axis=(1, 2, 3)) > np.median(A.mean(axis=(1, 2, 3)))).astype(int)
+    s = (A[:, 0].mean(axis=(1, 2)) > np.median(A[:, 0].mean(axis=(1, 2)))).astype(int)
+    probe = SpuriousProbe().fit(A.max(axis=(2, 3)), y, spurious=s)
+    upper = nn.Sequential(*model[2:])
+    est = RRClArCNet(head=upper, probe=probe, lam=1.0, **_fast()).fit(A, y)
+    patched = replace_head(model, None, est)
+    with torch.no_grad():
+        raw = patched(torch.from_numpy(images)).argmax(1).numpy()
+    np.testing.assert_array_equal(raw, est.predict(A))

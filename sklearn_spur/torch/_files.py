@@ -66,7 +66,8 @@ def check_out(out, *, overwrite, resume):
 
 
 class Sink:
-    """Receives one ``(b, d)`` float32 tensor per batch and writes it to the output.
+    """Receives one ``(b, *shape)`` float32 tensor per batch (``(b, d)`` once pooled)
+    and writes it to the output.
 
     The output is allocated once the width ``d`` is known: a new array or the
     ``out`` array. From CUDA a batch is copied with ``non_blocking=True`` and
@@ -97,8 +98,8 @@ class Sink:
             event.synchronize()
             self.write(host.numpy())
 
-    def _allocate(self, d):
-        shape = (self.n, d)
+    def _allocate(self, rest):
+        shape = (self.n, *rest)
         if self.out is None:
             return np.empty(shape, np.float32)
         if self.out.shape != shape:
@@ -112,12 +113,12 @@ class Sink:
             self.blocks.append(block.copy())
             return
         if self.result is None:
-            self.result = self._allocate(block.shape[1])
+            self.result = self._allocate(block.shape[1:])
         end = self.pos + len(block)
-        if end > self.n or block.shape[1] != self.result.shape[1]:
+        if end > self.n or block.shape[1:] != self.result.shape[1:]:
             raise RuntimeError(
                 f"the batches gave more rows or another width than expected "
-                f"({end} x {block.shape[1]} vs {self.result.shape}); every batch must "
+                f"({end} x {block.shape[1:]} vs {self.result.shape}); every batch must "
                 "give the same number of features and len(X) rows in all."
             )
         self.result[self.pos:end] = block
@@ -194,10 +195,10 @@ class NpyFileSink(Sink):
     def _record_files(self):
         return glob.glob(glob.escape(self.partial) + ".shard-*-of-*.json")
 
-    def _allocate(self, d):
-        self.record["shape"] = [self.n, d]
+    def _allocate(self, rest):
+        self.record["shape"] = [self.n, *rest]
         result = open_memmap(self.partial, mode="w+", dtype=np.float32,
-                             shape=(self.n, d))
+                             shape=(self.n, *rest))
         self._save_record()
         return result
 

@@ -296,6 +296,8 @@ def capture(layer, what):
 def pool(value, pooling, channels_last=False):
     """A captured tensor as float32 ``(n, d)``; higher-rank tensors are pooled.
 
+    ``pooling=None`` keeps every axis: ``(n, c, *spatial)`` comes back as it is.
+
     Maps are ``(n, c, *spatial)`` (channels first), or ``(n, *positions, d)``
     when ``channels_last`` (the input or output of an ``nn.Linear``, a
     ``LayerNorm``, an ``Embedding``, a transformer layer): the features are
@@ -313,7 +315,7 @@ def pool(value, pooling, channels_last=False):
     value = value.float()
     if value.ndim == 1:
         return value[:, None]
-    if value.ndim == 2:
+    if value.ndim == 2 or pooling is None:  # None: maps keep their spatial axes
         return value
     if pooling == "flatten":
         return value.flatten(1)

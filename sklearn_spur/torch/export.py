@@ -263,10 +263,13 @@ def replace_head(model, name, fitted, *, classes=None, strict=True, dtype=None):
     ----------
     model : torch.nn.Module or skorch.NeuralNet
         The trained network. It is not modified: a deep copy is patched.
-    name : str
+    name : str, list of str or None
         Dotted name of the last ``nn.Linear``, e.g. ``"fc"`` (ResNet) or
         ``"classifier.3"`` (a Sequential holding one Linear, with Dropout or
-        Flatten, also works). Other layer types are refused.
+        Flatten, also works). Other layer types are refused. For a fitted
+        :class:`~sklearn_spur.RRClArCNet` (trained upper layers), the names of
+        the layers it replaces: one per layer of its ``head``, one name for the
+        whole module, or None to find them by identity.
     fitted : fitted estimator
         Anything :func:`to_torch` accepts, fitted on the inputs of that layer
         (not a search: pass ``search.best_estimator_``; not a Pipeline that
@@ -308,6 +311,12 @@ def replace_head(model, name, fitted, *, classes=None, strict=True, dtype=None):
             f"replace_head: model must be a torch.nn.Module or a fitted skorch "
             f"NeuralNet, got {type(model).__name__}."
         )
+    from .rrclarc_net import RRClArCNet, replace_layers
+
+    if isinstance(fitted, RRClArCNet):
+        # trained upper layers: a list of names (one per layer of fitted.head),
+        # one name for the whole module, or None (found by identity)
+        return replace_layers(model, name, fitted)
     old, name = _old_linear(target, name)
     if not strict and classes is not None:
         raise ValueError("replace_head: classes= orders the outputs in strict mode; "

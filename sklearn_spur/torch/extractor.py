@@ -48,12 +48,15 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
     capture : {"input", "output"}, default="input"
         Capture the layer's (first positional) input or its output. A tuple or
         list is reduced to its first element.
-    pooling : {"avg", "max", "flatten"}, default="avg"
+    pooling : {"avg", "max", "flatten"} or None, default="avg"
         How a captured tensor of more than 2 dimensions becomes ``(n, d)``:
         mean or max over the positions, or flattened. Maps are channels first,
         ``(n, c, *spatial)`` (``d = c``), except at an ``nn.Linear``,
         ``LayerNorm``, ``Embedding`` or transformer layer, whose tensors are
-        ``(n, *positions, d)``: there the last axis is kept.
+        ``(n, *positions, d)``: there the last axis is kept. ``None`` keeps the
+        tensor as it is, ``(n, c, *spatial)`` (the input of
+        :class:`~sklearn_spur.RRClArCNet`); ``n_features_out_`` is then ``c`` and
+        there are no feature names.
     preprocess : callable, default=None
         Called on each batch of raw inputs (a list of strings, a slice of the
         array, a collated batch) and returns the model's inputs, e.g. a
@@ -171,7 +174,7 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
         "model": "no_validation",
         "layer": [str, None],
         "capture": [StrOptions({"input", "output"})],
-        "pooling": [StrOptions({"avg", "max", "flatten"})],
+        "pooling": [StrOptions({"avg", "max", "flatten"}), None],
         "preprocess": [callable, None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
@@ -295,6 +298,11 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self, "n_features_out_")
+        if self.pooling is None:
+            raise ValueError(
+                "TorchFeatureExtractor: pooling=None keeps the maps' spatial axes, so "
+                "the output has no flat feature names; pool ('avg', 'max', 'flatten') "
+                "for a 2-D output.")
         prefix = type(self).__name__.lower()
         return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)],
                           dtype=object)
