@@ -421,7 +421,7 @@ def test_cli_bad_files(tmp_path):
         assert err.startswith("sklearn-spur: error: "), err
         assert re.search(match, err), (match, err)
     with pytest.raises(SystemExit):  # argparse: unknown method
-        _cli(["evaluate", "--train", str(good), "--test", str(good), "--method", "afr"])
+        _cli(["evaluate", "--train", str(good), "--test", str(good), "--method", "nope"])
 
 
 def _model():

@@ -81,9 +81,13 @@ class AFRClassifier(LastLayerClassifier):
     >>> y = rng.integers(0, 2, 400); s = np.where(rng.random(400) < .9, y, 1 - y)
     >>> X = np.c_[y + rng.normal(0, .8, 400), s + rng.normal(0, .1, 400)]
     >>> head = (np.array([[0.5, 4.0]]), np.array([-2.2]))  # leans on the attribute
-    >>> afr = AFRClassifier(head=head, gamma=8).fit(X, y)
-    >>> bool(afr.coef_[0, 0] / afr.coef_[0, 1] > 0.5 / 4.0)  # less on the attribute
-    True
+    >>> afr = AFRClassifier(head=head, gamma=4).fit(X, y)
+    >>> from sklearn_spur import worst_group_accuracy
+    >>> before = (X @ head[0].T + head[1] > 0).ravel().astype(int)
+    >>> worst_group_accuracy(y, before, spurious=s)
+    0.0
+    >>> round(worst_group_accuracy(y, afr.predict(X), spurious=s), 2)
+    0.67
     """
 
     _uses_head = "required"
