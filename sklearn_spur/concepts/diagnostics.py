@@ -6,6 +6,8 @@ Plain functions of arrays behind :meth:`SpuriousProbe.separability`,
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
@@ -115,6 +117,21 @@ def separability_on(scores, s, y, rows, concept_ids, fit_classes, *,
         T = np.repeat((s == np.unique(s)[1])[:, None], len(concept_ids), 1)
         return separability(scores, T, codes, here, symmetric=True)
     T = np.stack([concept_column(s, name) for name in concept_ids], axis=1)
+    constant = [name for name, t in zip(concept_ids, T.T, strict=True)
+                if t.all() or not t.any()]
+    if constant and len(constant) == len(concept_ids):
+        raise ValueError(
+            f"SpuriousProbe.separability: none of the concepts {concept_ids[:5]} "
+            "both occurs and is absent in `spurious` (its values: "
+            f"{np.unique(s).tolist()[:10]}); pass the attribute with the values the "
+            "probe was fitted on."
+        )
+    if constant:
+        warnings.warn(
+            f"SpuriousProbe.separability: the concept(s) {constant[:5]} are present "
+            "in every sample or in none of these data; their AUC is NaN.",
+            UserWarning, stacklevel=3,
+        )
     return separability(scores, T, codes, here)
 
 

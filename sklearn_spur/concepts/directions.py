@@ -32,6 +32,9 @@ from .diagnostics import auc
 
 PROBE_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 DIRECTIONS = ("pattern", "svm", "logistic", "ridge", "lasso")
+# An attribute column with more distinct values than this gets no one-vs-rest
+# directions: it is continuous or an identifier, not a concept (pass `concept=`).
+MAX_VALUES = 32
 # A direction whose residual after projecting out the previous ones is below
 # this (the directions are unit vectors) adds no new dimension: it is dropped.
 _RANK_TOL = 1e-3
@@ -103,6 +106,14 @@ def concept_labels(s, concept):
             raise ValueError(
                 f"SpuriousProbe: concept={concept!r} is not a value of the "
                 f"spurious attribute (values: {values.tolist()[:10]})."
+            )
+        if concept is None and len(values) > MAX_VALUES:
+            raise ValueError(
+                f"SpuriousProbe: the spurious attribute{where} has {len(values)} "
+                f"distinct values; a probe makes one direction per value (at most "
+                f"{MAX_VALUES}), so it looks continuous or like an identifier. Bin it "
+                "into a few groups (e.g. np.digitize), or pick one value with "
+                "`concept=`."
             )
         if len(values) < 2:
             warnings.warn(

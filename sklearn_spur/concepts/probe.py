@@ -339,7 +339,14 @@ class SpuriousProbe(ProbeDiagnosticsMixin, OneToOneFeatureMixin, TransformerMixi
         offset = X @ U.T
         offset -= reference.astype(X.dtype, copy=False)
         offset *= X.dtype.type(strength)
-        return X - offset @ U
+        out = X - offset @ U
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"SpuriousProbe.transform: the projection overflows {X.dtype} (X "
+                f"holds values up to {np.abs(X).max():.3g}). Rescale X, or pass it as "
+                "float64."
+            )
+        return out
 
     def fit_transform(self, X, y=None, *, spurious=None):
         """Fit, then remove the concept directions from ``X``.
