@@ -25,7 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedKFold
 from sklearn.utils import check_random_state
 
-from .._core.evidence import head_class_index, head_evidence
+from .._core.evidence import head_evidence
 from .._core.groups import balanced_weights
 from .._core.solver import fit_logistic, standardize_stats
 from .diagnostics import auc
@@ -138,8 +138,13 @@ def concept_labels(s, concept):
 
 
 def mistake_labels(head, X, y):
-    """The annotation-free concept: ``T[:, 0]`` is "the head gets it wrong"."""
-    y_idx = head_class_index(head, y, who="SpuriousProbe")
+    """The annotation-free concept: ``T[:, 0]`` is "the head gets it wrong".
+
+    ``head`` is resolved and checked against ``y``; its mistakes come from the
+    shared :func:`~sklearn_spur._core.evidence.head_evidence`.
+    """
+    order = np.argsort(head.classes, kind="stable")  # any order of the classes
+    y_idx = order[np.searchsorted(head.classes[order], y)]
     return head_evidence(head, X, y_idx).wrong[:, None]
 
 

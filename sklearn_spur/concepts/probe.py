@@ -193,6 +193,7 @@ class SpuriousProbe(ProbeDiagnosticsMixin, OneToOneFeatureMixin, TransformerMixi
     """
 
     __metadata_request__fit: ClassVar[dict] = {"spurious": True}
+    _label_free = False  # needs `spurious`, or `head=` for the annotation-free mode
 
     _parameter_constraints: ClassVar[dict] = {
         "direction": [StrOptions(set(DIRECTIONS))],
