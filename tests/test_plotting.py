@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 from sklearn_spur import (
     SingleWeightEditor,
     SpuriousProbe,
+    make_worst_group_scorer,
     worst_group_scorer,
 )
 from sklearn_spur.plotting import (
@@ -149,6 +150,9 @@ def test_strength_curve_from_search_with_one_metric_is_not_called_mean_accuracy(
     assert not any("mean accuracy" in t for t in labels)
     assert len(disp.ax_.lines) == 2  # the curve and the best-value marker
     # another single metric is labelled by its name, on a "score" axis
+    tolerant = _search(make_worst_group_scorer(missing="ignore"))
+    assert StrengthCurveDisplay.from_search(
+        tolerant, plot=False).score_name == "worst-group accuracy"
     other = StrengthCurveDisplay.from_search(_search("balanced_accuracy"), plot=False)
     assert other.score_name == "balanced accuracy" and other.mean_accuracy is None
 

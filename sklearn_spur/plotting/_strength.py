@@ -6,7 +6,7 @@ import copy
 
 import numpy as np
 
-from ..metrics import _WorstGroupScorer, group_report
+from ..metrics import group_report, worst_group_scorer
 from ._base import finish, legend_outside, new_axes
 
 __all__ = ["StrengthCurveDisplay"]
@@ -31,7 +31,8 @@ def _spaced_ticks(max_shift):
 
 def _scorer_name(scorer):
     """How to label a search's score on the y axis."""
-    if isinstance(scorer, _WorstGroupScorer):
+    # every make_worst_group_scorer(...) has the class of the ready-made one
+    if isinstance(scorer, type(worst_group_scorer)):
         return "worst-group accuracy"
     if isinstance(scorer, str):
         return scorer.replace("_", " ")
