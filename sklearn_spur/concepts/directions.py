@@ -70,9 +70,9 @@ def normalize(D):
     """Rows of ``D`` scaled to unit norm; a zero or non-finite row is an error."""
     if not np.all(np.isfinite(D)):
         raise ValueError(
-            "SpuriousProbe: a concept direction is not finite (the embeddings are "
-            "too large for their dtype, e.g. beyond 1e30 in float32). Rescale X, or "
-            "pass it as float64."
+            "SpuriousProbe: a concept direction is not finite: the embeddings are "
+            "too large for their dtype (their sums over the samples overflow). "
+            "Rescale X, or pass it as float64."
         )
     norms = np.linalg.norm(D, axis=1)
     if np.any(norms == 0):
@@ -216,9 +216,10 @@ def cell_directions(X, T, codes, cells, *, direction, Cs, cv, random_state):
             M = np.zeros((X.shape[0], 2 * len(mine)), X.dtype)
             for i, idx in enumerate(members):
                 M[idx, 2 * i + T[idx, j]] = 1
-            sums = (X.T @ M).T.astype(np.float64)
-            means = sums / M.sum(axis=0, dtype=np.float64)[:, None]
-            units[mine] = means[1::2] - means[0::2]
+            with np.errstate(over="ignore", invalid="ignore"):  # normalize() says it
+                sums = (X.T @ M).T.astype(np.float64)
+                means = sums / M.sum(axis=0, dtype=np.float64)[:, None]
+                units[mine] = means[1::2] - means[0::2]
             continue
         for k, idx in zip(mine, members, strict=True):
             t = T[idx, j]

@@ -337,10 +337,11 @@ class SpuriousProbe(ProbeDiagnosticsMixin, OneToOneFeatureMixin, TransformerMixi
         strength, reference = self._transform_params()
         X, _ = self._check_X(X, reset=False)
         U = self.directions_.astype(X.dtype, copy=False)
-        offset = X @ U.T
-        offset -= reference.astype(X.dtype, copy=False)
-        offset *= X.dtype.type(strength)
-        out = X - offset @ U
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            offset = X @ U.T
+            offset -= reference.astype(X.dtype, copy=False)
+            offset *= X.dtype.type(strength)
+            out = X - offset @ U
         if not np.isfinite(out).all():
             raise ValueError(
                 f"SpuriousProbe.transform: the projection overflows {X.dtype} (X "
