@@ -104,7 +104,7 @@ except ImportError:  # plotting is optional
     plt = None
 
 if plt is not None:
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4), layout="constrained")
     ax.plot(shifts, curve["val"], "o-", ms=3, label="validation WGA")
     ax.plot(shifts, curve["test"], "s-", ms=3, label="test WGA")
     ax.plot(shifts, curve["test_mean"], ":", color="grey", label="test mean accuracy")
@@ -119,8 +119,8 @@ if plt is not None:
     top.set_xticks([0, 0.5, 0.8, 0.9, 0.95, 0.99])
     top.set_xlabel("strength")
     ax.set_ylim(0, 1)
-    ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
+    # outside the axes: inside, it would hide part of a curve
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
     fig.savefig("strength_curve.png", dpi=100)
     plt.close(fig)
 

@@ -14,9 +14,14 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from sklearn_spur import to_torch, worst_group_accuracy, worst_group_scorer
+from sklearn_spur import (
+    RRClArCClassifier,
+    SpuriousProbe,
+    to_torch,
+    worst_group_accuracy,
+    worst_group_scorer,
+)
 from sklearn_spur._core.heads import as_linear_head, resolve_head
-from sklearn_spur import RRClArCClassifier, SpuriousProbe
 from sklearn_spur._core.solver import fit_logistic
 from sklearn_spur.exceptions import MissingSpuriousError
 
