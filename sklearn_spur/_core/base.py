@@ -25,10 +25,16 @@ FLOAT_DTYPES = (np.float64, np.float32)
 
 
 def _half_to_single(X):
-    """float16 embeddings computed in float32 (never upcast to float64)."""
-    dtype = getattr(X, "dtype", None)
-    if isinstance(dtype, np.dtype) and dtype == np.float16:
-        return np.asarray(X, dtype=np.float32)
+    """float16 embeddings (an array or an all-float16 DataFrame) become float32.
+
+    scikit-learn's validation would upcast them to float64 (the first of
+    ``FLOAT_DTYPES``); float32 is the precision they need and keeps memory low.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and len(dtypes) and all(d == np.float16 for d in dtypes):
+        return X.astype(np.float32)
+    if getattr(X, "dtype", None) == np.float16:
+        return X.astype(np.float32)
     return X
 
 

@@ -6,27 +6,13 @@ import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from .._core.base import FLOAT_DTYPES, _check_X_form
+from .._core.base import FLOAT_DTYPES, _check_X_form, _half_to_single
 from .._core.groups import check_labels, check_spurious, host_array
-
-
-def float16_to_float32(X):
-    """float16 embeddings (array or all-float16 DataFrame) become float32.
-
-    scikit-learn's validation would upcast them to float64 (the first of
-    ``FLOAT_DTYPES``); float32 is the precision they need and keeps memory low.
-    """
-    dtypes = getattr(X, "dtypes", None)
-    if dtypes is not None and len(dtypes) and all(d == np.float16 for d in dtypes):
-        return X.astype(np.float32)
-    if getattr(X, "dtype", None) == np.float16:
-        return X.astype(np.float32)
-    return X
 
 
 def check_embeddings(estimator, X, *, reset, y=None):
     """``(X, y)`` validated: 2-D, finite, float64 or float32 (float16 -> float32)."""
-    X = float16_to_float32(host_array(X))
+    X = _half_to_single(host_array(X))
     _check_X_form(X, "SpuriousProbe")
     if y is None:
         return validate_data(estimator, X, dtype=FLOAT_DTYPES, reset=reset), None

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._core.groups import missing_spurious_message
 from .._core.heads import resolve_head
+from .._core.persist import decode_state, encode_state
 from ..exceptions import MissingSpuriousError
 from . import diagnostics
 from ._validation import check_embeddings, validate_fit_inputs
@@ -227,6 +228,13 @@ class SpuriousProbe(ProbeDiagnosticsMixin, OneToOneFeatureMixin, TransformerMixi
         return check_embeddings(self, X, reset=reset, y=y)
 
     @_fit_context(prefer_skip_nested_validation=True)
+    def __getstate__(self):
+        # a torch `head=` is stored as arrays (skops-safe, no pickle inside)
+        return encode_state(super().__getstate__())
+
+    def __setstate__(self, state):
+        super().__setstate__(decode_state(state))
+
     def fit(self, X, y=None, *, spurious=None):
         """Learn the concept directions.
 
