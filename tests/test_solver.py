@@ -144,3 +144,19 @@ def test_a_stalled_lbfgs_is_finished_by_fista(monkeypatch):
     finished = fit_logistic(X, y, 2, **kw)
     assert finished.converged.all() and finished.n_iter > 3
     np.testing.assert_allclose(finished.coef, reference.coef, atol=1e-3)
+
+
+def test_wide_path_with_a_near_constant_column_stays_finite():
+    # n < d (the Gram path) with one column of rounding noise (std ~1e-33): its
+    # scale 1 / std squared overflowed float32 when folding back (MiniLM case)
+    from sklearn_spur._core.solver import fit_logistic, standardize_stats
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 120)).astype(np.float32)
+    X[:, 7] = (rng.normal(size=40) * 1e-33).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    mean, scale = standardize_stats(X)
+    fit = fit_logistic(X, y, 2, l2=0.05, mean=mean, scale=scale, tol=1e-5)
+    assert np.all(np.isfinite(fit.coef)) and np.all(np.isfinite(fit.intercept))
+    pred = (X @ fit.coef[0, 0] + fit.intercept[0, 0] > 0).astype(int)
+    assert (pred == y).mean() > 0.9

@@ -83,7 +83,10 @@ def gram_l2(X, onehot, w_samples, mean, m, anchor_raw, l2, coef0, icpt0, max_ite
     alpha = (U / np.sqrt(evals)) @ beta.reshape(B * K, r).T  # (n, B*K)
     alpha = alpha.astype(dtype)
     Xa = (X.T @ alpha).T - alpha.sum(axis=0)[:, None] * mean  # (B*K, d)
-    coef = anchor_part + (m * m / g**2) * Xa.reshape(B, K, d)
+    # (m / g) twice, in float64: m^2 alone overflows float32 for a column of
+    # near-constant values (m = 1 / std up to ~1e32), whose raw weight is finite
+    mg = m.astype(np.float64) / g
+    coef = anchor_part + mg * (mg * Xa.reshape(B, K, d).astype(np.float64))
     coef = coef.astype(dtype)
     intercept = (c - np.einsum("bkd,d->bk", coef, mean)).astype(dtype)
     return coef, intercept, n_iter, converged
