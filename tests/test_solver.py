@@ -98,14 +98,13 @@ def test_x_is_not_modified():
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-@pytest.mark.parametrize("penalty, dtype", [("l2", np.float32), ("l2", np.float64),
-                                            ("l1", np.float64)])
+@pytest.mark.parametrize("penalty, dtype", [("l2", np.float32), ("l1", np.float64)])
 def test_lbfgs_and_fista_give_the_same_heads(penalty, n_classes, dtype, monkeypatch):
     # Raw embedding-like features: low rank plus noise, unstandardised: ill-conditioned.
     rng = np.random.default_rng(0)
-    X = np.maximum(rng.normal(size=(1500, 5)) @ rng.normal(size=(5, 40))
-                   + 0.1 * rng.normal(size=(1500, 40)), 0).astype(dtype)
-    y = np.digitize(X @ rng.normal(size=40) + rng.normal(size=1500),
+    X = np.maximum(rng.normal(size=(600, 5)) @ rng.normal(size=(5, 40))
+                   + 0.1 * rng.normal(size=(600, 40)), 0).astype(dtype)
+    y = np.digitize(X @ rng.normal(size=40) + rng.normal(size=600),
                     np.quantile(X @ rng.normal(size=40), [0.4, 0.7][:n_classes - 1]))
     weights = rng.uniform(0.2, 1, (3, len(y)))  # B = 3 problems
     kw = {"weights": weights, penalty: np.array([1e-2, 1e-3, 1e-4]), "tol": 1e-5,
@@ -116,8 +115,8 @@ def test_lbfgs_and_fista_give_the_same_heads(penalty, n_classes, dtype, monkeypa
     first_order = fit_logistic(X, y, n_classes, **kw)
     assert quasi_newton.converged.all() and first_order.converged.all()
     assert quasi_newton.coef.dtype == dtype
-    # measured: L2 184-414 L-BFGS iterations against 2128-2744 of FISTA, L1 579-1198
-    # against 5065-7575
+    # measured (columns rescaled by the solver): L2 239-402 L-BFGS iterations against
+    # 2011-3255 of FISTA, L1 478-1510 against 4786-6883
     assert quasi_newton.n_iter * 4 < first_order.n_iter, (quasi_newton.n_iter,
                                                           first_order.n_iter)
 
@@ -159,9 +158,14 @@ def _direct(X, y, K, w, l2, anchor, scale):
     onehot = np.eye(max(K, 2))[y][:, -K:] if K > 1 else (y == 1)[:, None] * 1.0
     w = w / w.sum()
 
+    # Variables: the weights in the space where the penalty is isotropic (better
+    # conditioned), on centred X; mapped back to raw weights at the end.
+    t, mean = (scale if anchor is None else np.ones(d)), X.mean(0)
+    Xs = (X - mean) / t
+
     def f(theta):
-        W, c = theta[:K * d].reshape(K, d), theta[K * d:]
-        z = X @ W.T + c
+        W, c = theta[:K * d].reshape(K, d) / t, theta[K * d:]
+        z = Xs @ (W * t).T + c
         if K == 1:
             per = np.logaddexp(0, z[:, 0]) - onehot[:, 0] * z[:, 0]
             r = (1 / (1 + np.exp(-z)) - onehot) * w[:, None]
@@ -174,11 +178,12 @@ def _direct(X, y, K, w, l2, anchor, scale):
         else:  # raw-space weights
             dev, grad_pen = W - anchor, l2 * (W - anchor)
         val = w @ per + l2 / 2 * (dev ** 2).sum()
-        return val, np.concatenate([(r.T @ X + grad_pen).ravel(), r.sum(0)])
+        return val, np.concatenate([(r.T @ Xs + grad_pen / t).ravel(), r.sum(0)])
 
     res = minimize(f, np.zeros(K * d + K), jac=True, method="L-BFGS-B",
-                   options={"gtol": 1e-9, "ftol": 1e-13, "maxiter": 5000})
-    return res.x[:K * d].reshape(K, d), res.x[K * d:]
+                   options={"gtol": 1e-10, "ftol": 1e-15, "maxiter": 5000})
+    W = res.x[:K * d].reshape(K, d) / t
+    return W, res.x[K * d:] - W @ mean
 
 
 @pytest.mark.parametrize("n, d", [(120, 6), (15, 30)])  # primal and Gram paths
