@@ -285,8 +285,8 @@ def test_converged_is_false_at_max_iter_and_warns_once():
                            **kw)
         assert fit.n_iter <= 3 and not fit.converged.any()
         with pytest.warns(ConvergenceWarning) as record:
-            assert fit.warn_if_not_converged("DFRClassifier", 3) is False
-        assert len(record) == 1
+            assert fit.warn_if_not_converged("DFRClassifier", 3, stacklevel=1) is False
+        assert len(record) == 1 and record[0].filename == __file__
         message = str(record[0].message)
         assert message.startswith("DFRClassifier: 2 of 2 solver problems")
         assert "max_iter=3" in message and "standardi" in message and "tol" in message
@@ -355,3 +355,18 @@ def test_blas_threads_are_limited_during_a_fit(threads, monkeypatch):
     assert seen[0] == ([1] * len(before) if threads == 1 else before)
     assert [i["num_threads"] for i in threadpool_info()
             if i["user_api"] == "blas"] == before
+
+
+def test_wide_l2_hidden_columns_and_constant_x():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 60)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    mean, scale = standardize_stats(X)
+    scale[:10] = np.inf  # hidden columns (NeuronTuner's masks)
+    for anchor in (None, np.ones((1, 60))):
+        fit = fit_logistic(X, y, 2, l2=0.1, mean=mean, scale=scale, l2_anchor=anchor)
+        assert fit.converged.all() and fit.coef.dtype == np.float32
+        assert np.all(fit.coef[0, 0, :10] == 0) and np.all(fit.coef[0, 0, 10:] != 0)
+    const = fit_logistic(np.ones((6, 30)), np.array([0, 1, 1, 1, 1, 1]), 2, l2=0.1)
+    assert np.all(const.coef == 0)
+    np.testing.assert_allclose(const.intercept, [[np.log(5)]], atol=1e-4)

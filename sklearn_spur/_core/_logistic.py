@@ -117,7 +117,7 @@ class Objective:
             lam = np.linalg.norm(v_new, axis=1)
             v = v_new
         curvature = 0.25 if self.K == 1 else 0.5
-        L = 1.3 * curvature * lam + self.l2w.max(axis=(1, 2))
+        L = 1.3 * curvature * lam + self.l2w.max(axis=(1, 2), initial=0)
         if self.V is not None:
             L = L + 2 * self.sub * np.linalg.norm(self.V, 2) ** 2
         return L + np.finfo(dtype).eps
@@ -131,7 +131,7 @@ def residual(obj, l1w, W, c, grad=None):
     """
     gW, gc = obj.grad(W, c) if grad is None else grad
     gW = np.where(W != 0, gW + l1w * np.sign(W), np.maximum(np.abs(gW) - l1w, 0))
-    return np.maximum(np.abs(gW).max(axis=(1, 2)), np.abs(gc).max(axis=1))
+    return np.maximum(np.abs(gW).max(axis=(1, 2), initial=0), np.abs(gc).max(axis=1))
 
 
 def primal(obj, l1w, W, c, max_iter, tol, power_iter=15):
@@ -211,7 +211,7 @@ def _fista(obj, l1w, W, c, start, max_iter, tol, power_iter):
         W_new = Y_W - step * gW
         W_new = np.sign(W_new) * np.maximum(np.abs(W_new) - thr, 0)
         c_new = Y_c - step[:, :, 0] * gc
-        res = np.maximum(np.abs(Y_W - W_new).max(axis=(1, 2)),
+        res = np.maximum(np.abs(Y_W - W_new).max(axis=(1, 2), initial=0),
                          np.abs(Y_c - c_new).max(axis=1)) / step[:, 0, 0]
         converged = res <= tol
         if converged.all():

@@ -82,7 +82,7 @@ class LogisticFit:
     n_iter: int
     converged: np.ndarray
 
-    def warn_if_not_converged(self, who, max_iter):
+    def warn_if_not_converged(self, who, max_iter, stacklevel=2):
         """Issue one :class:`~sklearn.exceptions.ConvergenceWarning` if any problem
         did not converge.
 
@@ -92,6 +92,10 @@ class LogisticFit:
             The estimator's name, first word of the message.
         max_iter : int
             The iteration limit it was fitted with (named in the message).
+        stacklevel : int, default=2
+            As for :func:`warnings.warn`, counted from the caller of this method:
+            1 attributes the warning to the caller's line (and module), 2 to its
+            caller's.
 
         Returns
         -------
@@ -106,13 +110,18 @@ class LogisticFit:
         warnings.warn(
             f"{who}: {what} did not converge in max_iter={max_iter} iterations. "
             "Raise max_iter, standardise the embeddings (standardize=True or a "
-            "StandardScaler), or raise tol.", ConvergenceWarning, stacklevel=3)
+            "StandardScaler), or raise tol.", ConvergenceWarning,
+            stacklevel=stacklevel + 1)
         return False
 
 
-def check_convergence(fit, who, max_iter):
-    """Warn once if ``fit`` did not converge; see :meth:`LogisticFit.warn_if_not_converged`."""
-    return fit.warn_if_not_converged(who, max_iter)
+def check_convergence(fit, who, max_iter, stacklevel=2):
+    """Warn once if ``fit`` did not converge.
+
+    The same as ``fit.warn_if_not_converged(who, max_iter, stacklevel)``; see
+    :meth:`LogisticFit.warn_if_not_converged`.
+    """
+    return fit.warn_if_not_converged(who, max_iter, stacklevel + 1)
 
 
 def work_dtype(dtype):
