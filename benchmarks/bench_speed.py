@@ -213,7 +213,7 @@ def threads_table(n, d, repeats):
     finally:
         solver.SOLVER_THREADS = saved
     print(f"\nOne DFRClassifier fit on {n} x {d} float32, median of {repeats} "
-          f"(load average before: {os.getloadavg()[0]:.1f})\n")
+          f"(load average at the end: {os.getloadavg()[0]:.1f})\n")
     print("| BLAS threads | fit wall s | fit CPU s |")
     print("|---|---:|---:|")
     for name, runs in times.items():
