@@ -40,23 +40,46 @@ class Objective:
     sub : ndarray of shape (B,)
     offset : ndarray of shape (n, B, K) or None
         Fixed scores added to every problem's (used by the Gram path).
+    centre : ndarray of shape (d,) or None
+        Column means of ``X``, for :meth:`centred`.
     """
 
     def __init__(self, X, onehot, w_samples, mean, q, l2w, anchor=None, V=None,
-                 sub=None, offset=None):
+                 sub=None, offset=None, centre=None):
         self.X, self.onehot, self.w = X, onehot, w_samples
         self.mean, self.q, self.l2w = mean, q, l2w
         self.anchor, self.V, self.sub, self.offset = anchor, V, sub, offset
+        self.centre = centre
         self.K = onehot.shape[1]
         self.B = max(w_samples.shape[0], l2w.shape[0])
 
+    def _with(self, cols=slice(None), mean=None):
+        def pick(a):
+            return None if a is None else a[..., cols]
+
+        return Objective(
+            self.X if isinstance(cols, slice) else np.ascontiguousarray(self.X[:, cols]),
+            self.onehot, self.w, (self.mean if mean is None else mean)[cols],
+            self.q[cols], self.l2w[..., cols], pick(self.anchor),
+            None if self.V is None else self.V[:, cols], self.sub, self.offset,
+            pick(self.centre))
+
     def restrict(self, cols):
         """The same objective with the weights outside ``cols`` fixed at zero."""
-        return Objective(
-            np.ascontiguousarray(self.X[:, cols]), self.onehot, self.w,
-            self.mean[cols], self.q[cols], self.l2w[..., cols],
-            None if self.anchor is None else self.anchor[..., cols],
-            None if self.V is None else self.V[:, cols], self.sub, self.offset)
+        return self._with(cols)
+
+    def centred(self):
+        """The objective on ``X`` centred at ``centre``, and ``shift(W)``: its
+        intercepts minus this objective's for the same scores, shape (B, K).
+
+        Only the unpenalised intercept changes meaning; first-order methods are
+        slow along the mean of uncentred X, which this removes.
+        """
+        if self.centre is None:
+            return self, lambda W: 0
+        delta = self.centre - self.mean
+        return self._with(mean=self.centre), lambda W: np.einsum(
+            "bkd,d->bk", W * self.q, delta)
 
     def scores(self, W, c):
         B, K, d = W.shape
@@ -142,7 +165,10 @@ def primal(obj, l1w, W, c, max_iter, tol, power_iter=15):
     W, c, it, converged = _lbfgs(obj, l1w, W, c, max_iter, tol)
     if converged.all() or it >= max_iter:
         return W, c, it, converged
-    return _fista(obj, l1w, W, c, it, max_iter, tol, power_iter)
+    centred, shift = obj.centred()
+    W, c, it, converged = _fista(centred, l1w, W, c + shift(W), it, max_iter, tol,
+                                 power_iter)
+    return W, c - shift(W), it, converged
 
 
 def _lbfgs(obj, l1w, W, c, max_iter, tol):

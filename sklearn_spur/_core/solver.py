@@ -138,15 +138,28 @@ def _as_batch(value, B, dtype):
 
 
 def _column_stats(X, mean, inv_scale, rows=2048, block=256):
-    """Mean (float64) and mean square of ``(x - mean) * inv_scale`` over about
-    ``rows`` evenly spaced rows, accumulated in float64 by blocks."""
+    """Over about ``rows`` evenly spaced rows, accumulated in float64 by blocks:
+    the column means of ``X`` and the mean squares of ``(x - mean) * inv_scale``."""
     sample = X[::max(1, X.shape[0] // rows)]
-    mu = sample.mean(axis=0, dtype=np.float64) if mean is None else mean
+    centre = sample.mean(axis=0, dtype=np.float64)
     ms = np.zeros(X.shape[1])
     for start in range(0, sample.shape[0], block):
-        part = (sample[start:start + block] - mu) * inv_scale
+        part = (sample[start:start + block] - mean) * inv_scale
         ms += np.einsum("ij,ij->j", part, part)
-    return mu, ms / sample.shape[0]
+    return centre, ms / sample.shape[0]
+
+
+def _column_rescaling(ms, curvature):
+    """``rho``: a power of two near ``sqrt(ms + curvature)``, 1 within a factor 4.
+
+    Within ``[1/4, 4]`` the gain in conditioning is small and the solver keeps
+    the path it takes on unscaled columns; outside, ``rho`` is shrunk toward 1 by
+    that factor (e.g. 2**31 for a column near 2**33).
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e = np.round(np.log2(np.sqrt(ms + curvature)))
+    e[~np.isfinite(e)] = 0
+    return 2.0 ** (np.sign(e) * np.maximum(np.abs(e) - 2, 0))
 
 
 def fit_logistic(
@@ -273,6 +286,7 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
     w_samples = w_samples / w_samples.sum(axis=1, keepdims=True)  # (B or 1, n)
     l1, l2, sub = (_as_batch(v, B, np.float64) for v in (l1, l2, sub))
     inv_scale = np.ones(d) if scale is None else 1 / np.asarray(scale, np.float64)
+    user_mean = mean is not None
     mean = None if mean is None else np.asarray(mean, np.float64)
     onehot = np.zeros((n, K), dtype)
     if K == 1:
@@ -284,12 +298,14 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
     # rho a power of two near sqrt(E x~^2 + 4 l2 D) (the diagonal of the Hessian:
     # curvature of the loss, at most 1/4, and of the penalty), D the metric of the
     # L2 term on the standardised weights (1, or inv_scale^2 for the raw-space
-    # anchored term). Only the conditioning changes, not the objective.
-    mean, ms = _column_stats(X, mean, inv_scale)
+    # anchored term). Only the conditioning changes, not the objective. FISTA and
+    # the Gram path also centre X (a change of the unpenalised intercept).
+    mean = np.zeros(d) if mean is None else mean
+    centre, ms = _column_stats(X, mean, inv_scale)
+    if user_mean:
+        centre = mean
     metric = np.ones(d) if anchor is None else inv_scale ** 2
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rho = 2.0 ** np.round(np.log2(np.sqrt(ms + 4 * l2.min() * metric)))
-    rho[~np.isfinite(rho) | (rho == 0)] = 1.0
+    rho = _column_rescaling(ms, 4 * l2.min() * metric)
     q = inv_scale / rho
     l1w = (l1[:, None, None] / rho).astype(dtype)
     l2w = (l2[:, None, None] * metric / rho ** 2).astype(dtype)
@@ -306,8 +322,8 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
     if n < d and not np.any(l1) and (subspace is None or not np.any(sub)):
         metric_root = inv_scale if anchor is None else visible.astype(np.float64)
         coef, icpt, it, converged = gram_l2(
-            X, onehot, w_samples, mean_w, metric_root.astype(dtype), anchor_raw, l2,
-            coef0, icpt0, max_iter, tol)
+            X, onehot, w_samples, centre.astype(dtype), metric_root.astype(dtype),
+            anchor_raw, l2, coef0, icpt0, max_iter, tol)
         return LogisticFit(coef=coef, intercept=icpt, n_iter=it,
                            converged=converged & np.isfinite(coef).all(axis=(1, 2)))
 
@@ -317,7 +333,7 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
                                        / rho).astype(dtype)
     obj = Objective(X, onehot, w_samples, mean_w, q.astype(dtype), l2w,
                     None if anchor is None else (anchor_raw * to_internal).astype(dtype),
-                    V, sub.astype(dtype))
+                    V, sub.astype(dtype), centre=centre.astype(dtype))
     W = (coef0 * to_internal).astype(dtype)
     c = (icpt0 + np.einsum("bkd,d->bk", coef0, mean)).astype(dtype)
     solve = working_set_l1 if n < d and np.any(l1) else primal
