@@ -92,19 +92,23 @@ class Objective:
         return z
 
     def value(self, W, c, z):
-        """Objective of each problem, float64, shape (B,)."""
+        """Sum of the ``B`` objectives, float64."""
         if self.K == 1:
             per = np.logaddexp(0, z[:, :, 0]) - self.onehot[:, None, 0] * z[:, :, 0]
         else:
             per = logsumexp(z, axis=2) - np.einsum("nk,nbk->nb", self.onehot, z)
         w = np.broadcast_to(self.w, (W.shape[0], self.w.shape[1]))
-        out = np.einsum("nb,bn->b", per, w, dtype=np.float64)
+        out = np.einsum("nb,bn->", per, w, dtype=np.float64)
         D = W if self.anchor is None else W - self.anchor
-        out += np.einsum("bkd,bkd->b", self.l2w * D, D, dtype=np.float64) / 2
+        l2 = self.l2w[:, 0, :1]
+        if l2.size and np.all(self.l2w == l2[:, None]):  # one strength per problem
+            out += np.dot(l2[:, 0], np.einsum("bkd,bkd->b", D, D, dtype=np.float64)) / 2
+        else:
+            out += np.einsum("bkd,bkd->", self.l2w * D, D, dtype=np.float64) / 2
         if self.V is not None:
             P = W @ self.V.T
-            out += self.sub * np.einsum("bkj,bkj->b", P, P, dtype=np.float64)
-        return out
+            out += np.dot(self.sub, np.einsum("bkj,bkj->b", P, P, dtype=np.float64))
+        return float(out)
 
     def grad(self, W, c, z=None):
         B, K, d = W.shape
@@ -197,7 +201,7 @@ def _lbfgs(obj, l1w, W, c, max_iter, tol):
     def fun(theta):
         Wm, cm = unpack(theta)
         z = obj.scores(Wm, cm)
-        loss = obj.value(Wm, cm, z).sum()
+        loss = obj.value(Wm, cm, z)
         gW, gc = obj.grad(Wm, cm, z)
         gW = gW.ravel().astype(np.float64)
         if not split:

@@ -149,17 +149,24 @@ def _column_stats(X, mean, inv_scale, rows=2048, block=256):
     return centre, ms / sample.shape[0]
 
 
-def _column_rescaling(ms, curvature):
-    """``rho``: a power of two near ``sqrt(ms + curvature)``, 1 within a factor 4.
+#: Columns whose root mean square (with the penalty's curvature) is within a
+#: factor ``2 ** _KEEP`` of 1 are not rescaled.
+_KEEP = 8
 
-    Within ``[1/4, 4]`` the gain in conditioning is small and the solver keeps
-    the path it takes on unscaled columns; outside, ``rho`` is shrunk toward 1 by
-    that factor (e.g. 2**31 for a column near 2**33).
+
+def _column_rescaling(ms, curvature):
+    """``rho``: a power of two near ``sqrt(ms + curvature)``, shrunk toward 1.
+
+    Within a factor ``2 ** _KEEP`` of 1 (ordinary embeddings, standardised or
+    not, and the sparse units of a subsample), ``rho`` is 1: the solver keeps
+    the path it takes on unscaled columns. Beyond, only the excess is removed
+    (e.g. ``rho = 2**25`` for a column of magnitude near ``2**33 ~ 1e10``), which
+    bounds the conditioning whatever the magnitudes.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         e = np.round(np.log2(np.sqrt(ms + curvature)))
     e[~np.isfinite(e)] = 0
-    return 2.0 ** (np.sign(e) * np.maximum(np.abs(e) - 2, 0))
+    return 2.0 ** (np.sign(e) * np.maximum(np.abs(e) - _KEEP, 0))
 
 
 def fit_logistic(
@@ -327,15 +334,18 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
         return LogisticFit(coef=coef, intercept=icpt, n_iter=it,
                            converged=converged & np.isfinite(coef).all(axis=(1, 2)))
 
+    # In X's dtype, as the solver always did (rho is a power of two: exact).
+    q_w = (np.ones(d, dtype) if scale is None else 1 / np.asarray(scale, dtype)) / (
+        rho.astype(dtype))
     with np.errstate(divide="ignore", invalid="ignore"):
         to_internal = np.where(visible, 1 / q, 0)
+        W = np.where(visible, coef0.astype(dtype) / q_w, 0).astype(dtype)
     V = None if subspace is None else (np.asarray(subspace, np.float64).reshape(-1, d)
                                        / rho).astype(dtype)
-    obj = Objective(X, onehot, w_samples, mean_w, q.astype(dtype), l2w,
+    obj = Objective(X, onehot, w_samples, mean_w, q_w, l2w,
                     None if anchor is None else (anchor_raw * to_internal).astype(dtype),
                     V, sub.astype(dtype), centre=centre.astype(dtype))
-    W = (coef0 * to_internal).astype(dtype)
-    c = (icpt0 + np.einsum("bkd,d->bk", coef0, mean)).astype(dtype)
+    c = icpt0.astype(dtype) + np.einsum("bkd,d->bk", W * q_w, mean_w)
     solve = working_set_l1 if n < d and np.any(l1) else primal
     W, c, it, converged = solve(obj, l1w, W, c, max_iter, tol)
     coef = W * obj.q
