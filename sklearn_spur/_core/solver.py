@@ -16,12 +16,19 @@ line search stalls (``_logistic.py``). With fewer samples than features the
 problems are solved in the span of the samples (L2) or on an active set of
 columns (L1) instead (``_wide.py``).
 
-Internally the variables are rescaled column by column (a power of two near
-each column's root mean square, so the rescaling is exact in floating point) and
-centred when no ``mean`` is given. This changes nothing in the objective; it
-keeps embeddings of any magnitude (1e-10 or 1e10, or both in one matrix)
-well conditioned. The intercept is never penalised (liblinear's is: the only
-difference to scikit-learn's ``LogisticRegression(solver="liblinear")``).
+Columns whose magnitude is far from 1 (beyond a factor 256, e.g. embeddings of
+magnitude 1e10 or 1e-10, or both in one matrix) are rescaled internally by a
+power of two, which is exact in floating point and changes nothing in the
+objective; ordinary embeddings are left as they are, so they follow the same
+path as before. The FISTA fallback and the Gram path also centre ``X`` (a change
+of the unpenalised intercept). The intercept is never penalised (liblinear's
+is: the only difference to scikit-learn's
+``LogisticRegression(solver="liblinear")``).
+
+BLAS threads are limited to :data:`SOLVER_THREADS` (default 1) during a fit: the
+products here are tall and skinny (``X`` times ``B * K`` columns) and memory
+bound, and with several threads on a busy machine one DFR fit at 50k x 2048
+took 3x the CPU time (``benchmarks/bench_speed.py --threads``).
 """
 
 from __future__ import annotations
@@ -237,9 +244,10 @@ def fit_logistic(
     tol : float
         Stop when the optimality residual (the gradient, or for L1 its distance
         to the subdifferential; zero at the optimum) is below ``tol`` in max
-        norm for every problem. It is measured on weights of columns rescaled
-        to unit root mean square (for standardised ``X``, the standardised
-        weights), so its meaning does not depend on ``X``'s magnitude.
+        norm for every problem. It is measured on the (standardised) weights,
+        except for columns of extreme magnitude (beyond a factor 256 from 1),
+        rescaled internally by a power of two toward that range: a tolerance on
+        their own weights could not be met in floating point.
     power_iter : int
         Power iterations estimating each problem's Lipschitz constant for the
         FISTA fallback (each costs two passes over ``X``).
@@ -302,8 +310,9 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
         onehot[np.arange(n), y] = 1
 
     # Internal variables W^ = W * rho on x^ = (x - mean) * q, q = inv_scale / rho:
-    # rho a power of two near sqrt(E x~^2 + 4 l2 D) (the diagonal of the Hessian:
-    # curvature of the loss, at most 1/4, and of the penalty), D the metric of the
+    # rho a power of two near sqrt(E x~^2 + 4 l2 D) beyond a factor 2**_KEEP (the
+    # diagonal of the Hessian: curvature of the loss, at most 1/4, and of the
+    # penalty), D the metric of the
     # L2 term on the standardised weights (1, or inv_scale^2 for the raw-space
     # anchored term). Only the conditioning changes, not the objective. FISTA and
     # the Gram path also centre X (a change of the unpenalised intercept).
