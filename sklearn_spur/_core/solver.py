@@ -51,9 +51,15 @@ __all__ = ["LogisticFit", "check_convergence", "fit_logistic", "standardize_stat
 #: ``threadpoolctl``) for the duration of a fit, ``None`` leaves BLAS alone. Set
 #: by the environment variable ``SKLEARN_SPUR_SOLVER_THREADS`` (an int, or
 #: ``default`` for ``None``) or by assigning this attribute.
-SOLVER_THREADS = os.environ.get("SKLEARN_SPUR_SOLVER_THREADS", "1")
-SOLVER_THREADS = None if SOLVER_THREADS.lower() in ("", "default", "none") else int(
-    SOLVER_THREADS)
+SOLVER_THREADS = os.environ.get("SKLEARN_SPUR_SOLVER_THREADS", "1").strip()
+if SOLVER_THREADS.lower() in ("", "default", "none"):
+    SOLVER_THREADS = None
+elif SOLVER_THREADS.isdigit() and int(SOLVER_THREADS) > 0:
+    SOLVER_THREADS = int(SOLVER_THREADS)
+else:
+    warnings.warn(f"SKLEARN_SPUR_SOLVER_THREADS={SOLVER_THREADS!r} is neither a "
+                  "positive int nor 'default'; using 1.", RuntimeWarning, stacklevel=2)
+    SOLVER_THREADS = 1
 _controller = None
 
 
