@@ -24,6 +24,12 @@ copies peak near 10 GB at 200k x 2048).
 
     python benchmarks/bench_speed.py [--n 50000] [--d 2048] [--quick] [--skip-scaling]
 
+``--threads``: only one DFRClassifier fit on ``n x d`` with the BLAS threads left
+at their default, with the solver's limit (``SOLVER_THREADS = 1``, the default
+of ``sklearn_spur._core.solver``) and with the whole fit under
+``threadpool_limits(1)``, interleaved, ``--repeats`` times each; medians of
+wall and CPU seconds.
+
 ``--quick``: main table on 10k x 512, scaling over n in (10k, 50k), d = 512.
 The full scaling includes 200k x 2048 float32 (1.6 GB for X; the estimators
 must not copy it in float64, which would be 3.3 GB more).
@@ -162,6 +168,46 @@ def scaling(ns, ds):
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def threads_table(n, d, repeats):
+    """One DFR fit with default, solver-limited and globally limited BLAS threads."""
+    import contextlib
+
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from sklearn_spur._core import solver
+
+    X, y, s = make_embeddings(n, d, rho=0.9)
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    modes = {
+        f"default BLAS threads ({max(blas)})": (None, contextlib.nullcontext),
+        "solver limited to 1 thread (default)": (1, contextlib.nullcontext),
+        "whole fit under threadpool_limits(1)": (
+            None, lambda: threadpool_limits(1, user_api="blas")),
+    }
+    times = {name: [] for name in modes}
+    saved = solver.SOLVER_THREADS
+    try:
+        for _ in range(repeats):
+            for name, (limit, context) in modes.items():
+                solver.SOLVER_THREADS = limit
+                with context():
+                    t, c, _, _ = measure(lambda: DFRClassifier(random_state=0).fit(
+                        X, y, spurious=s))
+                times[name].append((t, c))
+                print(f"  {name}: {t:.2f} s wall, {c:.2f} s CPU", file=sys.stderr,
+                      flush=True)
+    finally:
+        solver.SOLVER_THREADS = saved
+    print(f"\nOne DFRClassifier fit on {n} x {d} float32, median of {repeats} "
+          f"(load average at the end: {os.getloadavg()[0]:.1f})\n")
+    print("| BLAS threads | fit wall s | fit CPU s |")
+    print("|---|---:|---:|")
+    for name, runs in times.items():
+        wall, cpu = np.median(np.array(runs), axis=0)
+        print(f"| {name} | {wall:.2f} | {cpu:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50000)
@@ -169,8 +215,14 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-main", action="store_true")
+    parser.add_argument("--threads", action="store_true",
+                        help="only one DFR fit with and without BLAS thread limits")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     n, d = (10000, 512) if args.quick else (args.n, args.d)
+    if args.threads:
+        threads_table(n, d, args.repeats)
+        return
     if not args.skip_main:
         main_table(n, d)
     if not args.skip_scaling:

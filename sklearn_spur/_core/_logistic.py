@@ -40,23 +40,46 @@ class Objective:
     sub : ndarray of shape (B,)
     offset : ndarray of shape (n, B, K) or None
         Fixed scores added to every problem's (used by the Gram path).
+    centre : ndarray of shape (d,) or None
+        Column means of ``X``, for :meth:`centred`.
     """
 
     def __init__(self, X, onehot, w_samples, mean, q, l2w, anchor=None, V=None,
-                 sub=None, offset=None):
+                 sub=None, offset=None, centre=None):
         self.X, self.onehot, self.w = X, onehot, w_samples
         self.mean, self.q, self.l2w = mean, q, l2w
         self.anchor, self.V, self.sub, self.offset = anchor, V, sub, offset
+        self.centre = centre
         self.K = onehot.shape[1]
         self.B = max(w_samples.shape[0], l2w.shape[0])
 
+    def _with(self, cols=slice(None), mean=None):
+        def pick(a):
+            return None if a is None else a[..., cols]
+
+        return Objective(
+            self.X if isinstance(cols, slice) else np.ascontiguousarray(self.X[:, cols]),
+            self.onehot, self.w, (self.mean if mean is None else mean)[cols],
+            self.q[cols], self.l2w[..., cols], pick(self.anchor),
+            None if self.V is None else self.V[:, cols], self.sub, self.offset,
+            pick(self.centre))
+
     def restrict(self, cols):
         """The same objective with the weights outside ``cols`` fixed at zero."""
-        return Objective(
-            np.ascontiguousarray(self.X[:, cols]), self.onehot, self.w,
-            self.mean[cols], self.q[cols], self.l2w[..., cols],
-            None if self.anchor is None else self.anchor[..., cols],
-            None if self.V is None else self.V[:, cols], self.sub, self.offset)
+        return self._with(cols)
+
+    def centred(self):
+        """The objective on ``X`` centred at ``centre``, and ``shift(W)``: its
+        intercepts minus this objective's for the same scores, shape (B, K).
+
+        Only the unpenalised intercept changes meaning; first-order methods are
+        slow along the mean of uncentred X, which this removes.
+        """
+        if self.centre is None:
+            return self, lambda W: 0
+        delta = self.centre - self.mean
+        return self._with(mean=self.centre), lambda W: np.einsum(
+            "bkd,d->bk", W * self.q, delta)
 
     def scores(self, W, c):
         B, K, d = W.shape
@@ -69,19 +92,23 @@ class Objective:
         return z
 
     def value(self, W, c, z):
-        """Objective of each problem, float64, shape (B,)."""
+        """Sum of the ``B`` objectives, float64."""
         if self.K == 1:
             per = np.logaddexp(0, z[:, :, 0]) - self.onehot[:, None, 0] * z[:, :, 0]
         else:
             per = logsumexp(z, axis=2) - np.einsum("nk,nbk->nb", self.onehot, z)
         w = np.broadcast_to(self.w, (W.shape[0], self.w.shape[1]))
-        out = np.einsum("nb,bn->b", per, w, dtype=np.float64)
+        out = np.einsum("nb,bn->", per, w, dtype=np.float64)
         D = W if self.anchor is None else W - self.anchor
-        out += np.einsum("bkd,bkd->b", self.l2w * D, D, dtype=np.float64) / 2
+        l2 = self.l2w[:, 0, :1]
+        if l2.size and np.all(self.l2w == l2[:, None]):  # one strength per problem
+            out += np.dot(l2[:, 0], np.einsum("bkd,bkd->b", D, D, dtype=np.float64)) / 2
+        else:
+            out += np.einsum("bkd,bkd->", self.l2w * D, D, dtype=np.float64) / 2
         if self.V is not None:
             P = W @ self.V.T
-            out += self.sub * np.einsum("bkj,bkj->b", P, P, dtype=np.float64)
-        return out
+            out += np.dot(self.sub, np.einsum("bkj,bkj->b", P, P, dtype=np.float64))
+        return float(out)
 
     def grad(self, W, c, z=None):
         B, K, d = W.shape
@@ -117,7 +144,7 @@ class Objective:
             lam = np.linalg.norm(v_new, axis=1)
             v = v_new
         curvature = 0.25 if self.K == 1 else 0.5
-        L = 1.3 * curvature * lam + self.l2w.max(axis=(1, 2))
+        L = 1.3 * curvature * lam + self.l2w.max(axis=(1, 2), initial=0)
         if self.V is not None:
             L = L + 2 * self.sub * np.linalg.norm(self.V, 2) ** 2
         return L + np.finfo(dtype).eps
@@ -131,7 +158,7 @@ def residual(obj, l1w, W, c, grad=None):
     """
     gW, gc = obj.grad(W, c) if grad is None else grad
     gW = np.where(W != 0, gW + l1w * np.sign(W), np.maximum(np.abs(gW) - l1w, 0))
-    return np.maximum(np.abs(gW).max(axis=(1, 2)), np.abs(gc).max(axis=1))
+    return np.maximum(np.abs(gW).max(axis=(1, 2), initial=0), np.abs(gc).max(axis=1))
 
 
 def primal(obj, l1w, W, c, max_iter, tol, power_iter=15):
@@ -142,7 +169,10 @@ def primal(obj, l1w, W, c, max_iter, tol, power_iter=15):
     W, c, it, converged = _lbfgs(obj, l1w, W, c, max_iter, tol)
     if converged.all() or it >= max_iter:
         return W, c, it, converged
-    return _fista(obj, l1w, W, c, it, max_iter, tol, power_iter)
+    centred, shift = obj.centred()
+    W, c, it, converged = _fista(centred, l1w, W, c + shift(W), it, max_iter, tol,
+                                 power_iter)
+    return W, c - shift(W), it, converged
 
 
 def _lbfgs(obj, l1w, W, c, max_iter, tol):
@@ -171,7 +201,7 @@ def _lbfgs(obj, l1w, W, c, max_iter, tol):
     def fun(theta):
         Wm, cm = unpack(theta)
         z = obj.scores(Wm, cm)
-        loss = obj.value(Wm, cm, z).sum()
+        loss = obj.value(Wm, cm, z)
         gW, gc = obj.grad(Wm, cm, z)
         gW = gW.ravel().astype(np.float64)
         if not split:
@@ -211,7 +241,7 @@ def _fista(obj, l1w, W, c, start, max_iter, tol, power_iter):
         W_new = Y_W - step * gW
         W_new = np.sign(W_new) * np.maximum(np.abs(W_new) - thr, 0)
         c_new = Y_c - step[:, :, 0] * gc
-        res = np.maximum(np.abs(Y_W - W_new).max(axis=(1, 2)),
+        res = np.maximum(np.abs(Y_W - W_new).max(axis=(1, 2), initial=0),
                          np.abs(Y_c - c_new).max(axis=1)) / step[:, 0, 0]
         converged = res <= tol
         if converged.all():

@@ -55,7 +55,8 @@ def gram_l2(X, onehot, w_samples, mean, m, anchor_raw, l2, coef0, icpt0, max_ite
     B, K, d = coef0.shape
     M = X - mean
     M *= m
-    g = _pow2(max(float(np.abs(M).max()), np.finfo(np.float64).tiny))
+    top = float(np.abs(M).max()) if M.size else 0.0
+    g = _pow2(top) if top > 0 else 1.0
     M /= dtype.type(g)  # entries in [0.7, 1.4]: the Gram matrix cannot overflow
     G = (M @ M.T).astype(np.float64)
     evals, U = np.linalg.eigh(G)
@@ -106,7 +107,7 @@ def working_set_l1(obj, l1w, W, c, max_iter, tol, grow=None):
     n_iter, converged = 0, np.zeros(B, bool)
     while True:
         # Distance of -gradient to l1 * [-1, 1] at the columns held at zero.
-        viol = np.maximum(np.abs(grad[0]) - l1w, 0).max(axis=(0, 1))
+        viol = np.maximum(np.abs(grad[0]) - l1w, 0).max(axis=(0, 1), initial=0)
         viol[active] = 0
         if n_iter and converged.all() and viol.max() <= tol:
             break

@@ -16,12 +16,19 @@ line search stalls (``_logistic.py``). With fewer samples than features the
 problems are solved in the span of the samples (L2) or on an active set of
 columns (L1) instead (``_wide.py``).
 
-Internally the variables are rescaled column by column (a power of two near
-each column's root mean square, so the rescaling is exact in floating point) and
-centred when no ``mean`` is given. This changes nothing in the objective; it
-keeps embeddings of any magnitude (1e-10 or 1e10, or both in one matrix)
-well conditioned. The intercept is never penalised (liblinear's is: the only
-difference to scikit-learn's ``LogisticRegression(solver="liblinear")``).
+Columns whose magnitude is far from 1 (beyond a factor 256, e.g. embeddings of
+magnitude 1e10 or 1e-10, or both in one matrix) are rescaled internally by a
+power of two, which is exact in floating point and changes nothing in the
+objective; ordinary embeddings are left as they are, so they follow the same
+path as before. The FISTA fallback and the Gram path also centre ``X`` (a change
+of the unpenalised intercept). The intercept is never penalised (liblinear's
+is: the only difference to scikit-learn's
+``LogisticRegression(solver="liblinear")``).
+
+BLAS threads are limited to :data:`SOLVER_THREADS` (default 1) during a fit: the
+products here are tall and skinny (``X`` times ``B * K`` columns) and memory
+bound, and with several threads on a busy machine one DFR fit at 50k x 2048
+took 3x the CPU time (``benchmarks/bench_speed.py --threads``).
 """
 
 from __future__ import annotations
@@ -44,9 +51,15 @@ __all__ = ["LogisticFit", "check_convergence", "fit_logistic", "standardize_stat
 #: ``threadpoolctl``) for the duration of a fit, ``None`` leaves BLAS alone. Set
 #: by the environment variable ``SKLEARN_SPUR_SOLVER_THREADS`` (an int, or
 #: ``default`` for ``None``) or by assigning this attribute.
-SOLVER_THREADS = os.environ.get("SKLEARN_SPUR_SOLVER_THREADS", "1")
-SOLVER_THREADS = None if SOLVER_THREADS.lower() in ("", "default", "none") else int(
-    SOLVER_THREADS)
+SOLVER_THREADS = os.environ.get("SKLEARN_SPUR_SOLVER_THREADS", "1").strip()
+if SOLVER_THREADS.lower() in ("", "default", "none"):
+    SOLVER_THREADS = None
+elif SOLVER_THREADS.isdigit() and int(SOLVER_THREADS) > 0:
+    SOLVER_THREADS = int(SOLVER_THREADS)
+else:
+    warnings.warn(f"SKLEARN_SPUR_SOLVER_THREADS={SOLVER_THREADS!r} is neither a "
+                  "positive int nor 'default'; using 1.", RuntimeWarning, stacklevel=2)
+    SOLVER_THREADS = 1
 _controller = None
 
 
@@ -82,7 +95,7 @@ class LogisticFit:
     n_iter: int
     converged: np.ndarray
 
-    def warn_if_not_converged(self, who, max_iter):
+    def warn_if_not_converged(self, who, max_iter, stacklevel=2):
         """Issue one :class:`~sklearn.exceptions.ConvergenceWarning` if any problem
         did not converge.
 
@@ -92,6 +105,10 @@ class LogisticFit:
             The estimator's name, first word of the message.
         max_iter : int
             The iteration limit it was fitted with (named in the message).
+        stacklevel : int, default=2
+            As for :func:`warnings.warn`, counted from the caller of this method:
+            1 attributes the warning to the caller's line (and module), 2 to its
+            caller's.
 
         Returns
         -------
@@ -106,13 +123,18 @@ class LogisticFit:
         warnings.warn(
             f"{who}: {what} did not converge in max_iter={max_iter} iterations. "
             "Raise max_iter, standardise the embeddings (standardize=True or a "
-            "StandardScaler), or raise tol.", ConvergenceWarning, stacklevel=3)
+            "StandardScaler), or raise tol.", ConvergenceWarning,
+            stacklevel=stacklevel + 1)
         return False
 
 
-def check_convergence(fit, who, max_iter):
-    """Warn once if ``fit`` did not converge; see :meth:`LogisticFit.warn_if_not_converged`."""
-    return fit.warn_if_not_converged(who, max_iter)
+def check_convergence(fit, who, max_iter, stacklevel=2):
+    """Warn once if ``fit`` did not converge.
+
+    The same as ``fit.warn_if_not_converged(who, max_iter, stacklevel)``; see
+    :meth:`LogisticFit.warn_if_not_converged`.
+    """
+    return fit.warn_if_not_converged(who, max_iter, stacklevel + 1)
 
 
 def work_dtype(dtype):
@@ -129,15 +151,35 @@ def _as_batch(value, B, dtype):
 
 
 def _column_stats(X, mean, inv_scale, rows=2048, block=256):
-    """Mean (float64) and mean square of ``(x - mean) * inv_scale`` over about
-    ``rows`` evenly spaced rows, accumulated in float64 by blocks."""
+    """Over about ``rows`` evenly spaced rows, accumulated in float64 by blocks:
+    the column means of ``X`` and the mean squares of ``(x - mean) * inv_scale``."""
     sample = X[::max(1, X.shape[0] // rows)]
-    mu = sample.mean(axis=0, dtype=np.float64) if mean is None else mean
+    centre = sample.mean(axis=0, dtype=np.float64)
     ms = np.zeros(X.shape[1])
     for start in range(0, sample.shape[0], block):
-        part = (sample[start:start + block] - mu) * inv_scale
+        part = (sample[start:start + block] - mean) * inv_scale
         ms += np.einsum("ij,ij->j", part, part)
-    return mu, ms / sample.shape[0]
+    return centre, ms / sample.shape[0]
+
+
+#: Columns whose root mean square (with the penalty's curvature) is within a
+#: factor ``2 ** _KEEP`` of 1 are not rescaled.
+_KEEP = 8
+
+
+def _column_rescaling(ms, curvature):
+    """``rho``: a power of two near ``sqrt(ms + curvature)``, shrunk toward 1.
+
+    Within a factor ``2 ** _KEEP`` of 1 (ordinary embeddings, standardised or
+    not, and the sparse units of a subsample), ``rho`` is 1: the solver keeps
+    the path it takes on unscaled columns. Beyond, only the excess is removed
+    (e.g. ``rho = 2**25`` for a column of magnitude near ``2**33 ~ 1e10``), which
+    bounds the conditioning whatever the magnitudes.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e = np.round(np.log2(np.sqrt(ms + curvature)))
+    e[~np.isfinite(e)] = 0
+    return 2.0 ** (np.sign(e) * np.maximum(np.abs(e) - _KEEP, 0))
 
 
 def fit_logistic(
@@ -208,9 +250,10 @@ def fit_logistic(
     tol : float
         Stop when the optimality residual (the gradient, or for L1 its distance
         to the subdifferential; zero at the optimum) is below ``tol`` in max
-        norm for every problem. It is measured on weights of columns rescaled
-        to unit root mean square (for standardised ``X``, the standardised
-        weights), so its meaning does not depend on ``X``'s magnitude.
+        norm for every problem. It is measured on the (standardised) weights,
+        except for columns of extreme magnitude (beyond a factor 256 from 1),
+        rescaled internally by a power of two toward that range: a tolerance on
+        their own weights could not be met in floating point.
     power_iter : int
         Power iterations estimating each problem's Lipschitz constant for the
         FISTA fallback (each costs two passes over ``X``).
@@ -264,6 +307,7 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
     w_samples = w_samples / w_samples.sum(axis=1, keepdims=True)  # (B or 1, n)
     l1, l2, sub = (_as_batch(v, B, np.float64) for v in (l1, l2, sub))
     inv_scale = np.ones(d) if scale is None else 1 / np.asarray(scale, np.float64)
+    user_mean = mean is not None
     mean = None if mean is None else np.asarray(mean, np.float64)
     onehot = np.zeros((n, K), dtype)
     if K == 1:
@@ -272,15 +316,18 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
         onehot[np.arange(n), y] = 1
 
     # Internal variables W^ = W * rho on x^ = (x - mean) * q, q = inv_scale / rho:
-    # rho a power of two near sqrt(E x~^2 + 4 l2 D) (the diagonal of the Hessian:
-    # curvature of the loss, at most 1/4, and of the penalty), D the metric of the
+    # rho a power of two near sqrt(E x~^2 + 4 l2 D) beyond a factor 2**_KEEP (the
+    # diagonal of the Hessian: curvature of the loss, at most 1/4, and of the
+    # penalty), D the metric of the
     # L2 term on the standardised weights (1, or inv_scale^2 for the raw-space
-    # anchored term). Only the conditioning changes, not the objective.
-    mean, ms = _column_stats(X, mean, inv_scale)
+    # anchored term). Only the conditioning changes, not the objective. FISTA and
+    # the Gram path also centre X (a change of the unpenalised intercept).
+    mean = np.zeros(d) if mean is None else mean
+    centre, ms = _column_stats(X, mean, inv_scale)
+    if user_mean:
+        centre = mean
     metric = np.ones(d) if anchor is None else inv_scale ** 2
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rho = 2.0 ** np.round(np.log2(np.sqrt(ms + 4 * l2.min() * metric)))
-    rho[~np.isfinite(rho) | (rho == 0)] = 1.0
+    rho = _column_rescaling(ms, 4 * l2.min() * metric)
     q = inv_scale / rho
     l1w = (l1[:, None, None] / rho).astype(dtype)
     l2w = (l2[:, None, None] * metric / rho ** 2).astype(dtype)
@@ -297,20 +344,23 @@ def _fit(X, y, n_classes, weights, l1, l2, subspace, sub, mean, scale, coef_init
     if n < d and not np.any(l1) and (subspace is None or not np.any(sub)):
         metric_root = inv_scale if anchor is None else visible.astype(np.float64)
         coef, icpt, it, converged = gram_l2(
-            X, onehot, w_samples, mean_w, metric_root.astype(dtype), anchor_raw, l2,
-            coef0, icpt0, max_iter, tol)
+            X, onehot, w_samples, centre.astype(dtype), metric_root.astype(dtype),
+            anchor_raw, l2, coef0, icpt0, max_iter, tol)
         return LogisticFit(coef=coef, intercept=icpt, n_iter=it,
                            converged=converged & np.isfinite(coef).all(axis=(1, 2)))
 
+    # In X's dtype, as the solver always did (rho is a power of two: exact).
+    q_w = (np.ones(d, dtype) if scale is None else 1 / np.asarray(scale, dtype)) / (
+        rho.astype(dtype))
     with np.errstate(divide="ignore", invalid="ignore"):
         to_internal = np.where(visible, 1 / q, 0)
+        W = np.where(visible, coef0.astype(dtype) / q_w, 0).astype(dtype)
     V = None if subspace is None else (np.asarray(subspace, np.float64).reshape(-1, d)
                                        / rho).astype(dtype)
-    obj = Objective(X, onehot, w_samples, mean_w, q.astype(dtype), l2w,
+    obj = Objective(X, onehot, w_samples, mean_w, q_w, l2w,
                     None if anchor is None else (anchor_raw * to_internal).astype(dtype),
-                    V, sub.astype(dtype))
-    W = (coef0 * to_internal).astype(dtype)
-    c = (icpt0 + np.einsum("bkd,d->bk", coef0, mean)).astype(dtype)
+                    V, sub.astype(dtype), centre=centre.astype(dtype))
+    c = icpt0.astype(dtype) + np.einsum("bkd,d->bk", W * q_w, mean_w)
     solve = working_set_l1 if n < d and np.any(l1) else primal
     W, c, it, converged = solve(obj, l1w, W, c, max_iter, tol)
     coef = W * obj.q
