@@ -21,23 +21,20 @@ def stratified_halves(strata, rng):
     ----------
     strata : ndarray of shape (n_samples,) of int
         Group or class code of every sample.
-    rng : numpy.random.Generator
-        Source of randomness.
+    rng : numpy.random.Generator or RandomState
+        Source of randomness: one permutation per stratum, in code order.
 
     Returns
     -------
     half : ndarray of shape (n_samples,) of bool
-        ``True`` for the fitting half (the larger half of an odd stratum), so
-        every stratum of two or more samples is in both halves.
+        ``True`` for the second part of each stratum's permutation (the larger
+        part of an odd stratum), so every stratum of two or more samples is in
+        both halves.
     """
     half = np.zeros(len(strata), bool)
-    order = rng.permutation(len(strata))
-    ranked = order[np.argsort(strata[order], kind="stable")]
-    codes = strata[ranked]
-    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    sizes = np.diff(np.r_[starts, len(codes)])
-    rank_in = np.arange(len(codes)) - np.repeat(starts, sizes)
-    half[ranked] = rank_in >= np.repeat(sizes // 2, sizes)
+    for code in np.unique(strata):  # strata, not samples
+        members = rng.permutation(np.flatnonzero(strata == code))
+        half[members[len(members) // 2:]] = True
     return half
 
 

@@ -211,6 +211,10 @@ default=None
         """Strata the selection scores worst accuracy over (groups, else classes)."""
         return ctx.strata
 
+    def _halves(self, ctx, strata):
+        """The fitting half of the selection (stratified, from ``ctx.rng``)."""
+        return stratified_halves(strata, ctx.rng)
+
     def _scoring_strata(self, ctx, rows, strata):
         """Strata of the scoring half ``rows`` (a method may infer them there)."""
         return strata[rows]
@@ -236,7 +240,7 @@ default=None
             return grid[0], None
         strata = self._selection_strata(ctx)
         rows = subsample(strata, self._selection_max_samples, ctx.rng)
-        half = stratified_halves(strata[rows], ctx.rng)
+        half = self._halves(ctx, strata[rows])
         splits = [(rows[half], rows[~half]), (rows[~half], rows[half])]
         folds = [(ctx.subset(a, "select"), ctx.X[b], ctx.y_idx[b],
                   self._scoring_strata(ctx, b, strata))

@@ -14,11 +14,12 @@ import warnings
 from numbers import Real
 
 import numpy as np
-from sklearn.utils import metadata_routing
+from sklearn.utils import check_random_state, metadata_routing
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core.groups import balanced_weights
 from .._core.solver import standardize_stats
+from .._core.selection import stratified_halves
 from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._neuron_deltas import (
     _GUARD_SAMPLES,
@@ -337,6 +338,10 @@ class NeuronTuner(LastLayerClassifier):
         while halvings[-1] > 1:
             halvings.append(halvings[-1] // 2)
         return [{"k": 0}] + [{"k": kk} for kk in halvings]
+
+    def _halves(self, ctx, strata):
+        # the guard's own stream (a RandomState of random_state), as it always drew
+        return ~stratified_halves(strata, check_random_state(self.random_state))
 
     def _choose(self, candidates, scores):
         """The largest mask within the allowed drop of the no-mask baseline."""
