@@ -148,7 +148,7 @@ AUDIT = [
         _X, _y, spurious=_rng.normal(size=_n)), (ValueError, "looks continuous|not whole numbers")),
     ("spurious identifiers", lambda: SpuriousProbe().fit(_X, _y,
                                                          spurious=np.arange(_n)),
-     (ValueError, "looks continuous|not whole numbers")),
+     (ValueError, "looks continuous|not whole numbers|not a grouping")),
     ("spurious NaN", lambda: SpuriousProbe().fit(_X, _y, spurious=np.where(
         _s, np.nan, 0.0)), (ValueError, "`spurious` contains NaN")),
     ("spurious wrong length", lambda: SpuriousProbe().fit(_X, _y, spurious=_s[:-1]),

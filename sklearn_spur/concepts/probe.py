@@ -227,7 +227,6 @@ class SpuriousProbe(ProbeDiagnosticsMixin, OneToOneFeatureMixin, TransformerMixi
     def _check_X(self, X, *, reset, y=None):
         return check_embeddings(self, X, reset=reset, y=y)
 
-    @_fit_context(prefer_skip_nested_validation=True)
     def __getstate__(self):
         # a torch `head=` is stored as arrays (skops-safe, no pickle inside)
         return encode_state(super().__getstate__())
@@ -235,6 +234,7 @@ class SpuriousProbe(ProbeDiagnosticsMixin, OneToOneFeatureMixin, TransformerMixi
     def __setstate__(self, state):
         super().__setstate__(decode_state(state))
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, *, spurious=None):
         """Learn the concept directions.
 
