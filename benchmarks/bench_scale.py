@@ -202,9 +202,9 @@ def make_memmap(folder, megabytes, d=1024, seed=0):
 def child_memmap(label, path, max_iter):
     import warnings
 
+    from _registry import registry_fits
     from sklearn.linear_model import LogisticRegression
 
-    from _registry import registry_fits
     from sklearn_spur import load_embeddings
 
     labels = np.load(os.path.join(os.path.dirname(path), "labels.npz"))

@@ -7,6 +7,7 @@ state; the estimator module keeps the public API and the scikit-learn protocol.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import sys
 import warnings
 
@@ -93,9 +94,7 @@ def transform(est, X, out, *, overwrite=False, resume=False, shard=None):
         Z = _shard(est, X, out, shard, resume)
     else:
         Z = _cached(est, X, out, resume)
-    bad = np.concatenate([start + np.flatnonzero(~np.isfinite(Z[start:start + 65536]
-                                                             ).all(axis=1))
-                          for start in range(0, len(Z), 65536)] or [[]])
+    bad = _nonfinite_rows(Z)
     if len(bad):
         warnings.warn(
             f"TorchFeatureExtractor: {len(bad)} of {len(Z)} embeddings contain NaN "
@@ -104,6 +103,27 @@ def transform(est, X, out, *, overwrite=False, resume=False, shard=None):
             "non-finite embeddings.", RuntimeWarning,
             stacklevel=_runtime.user_stacklevel())
     return Z
+
+
+def _nonfinite_rows(Z):
+    """Rows of Z with a NaN or inf, read in blocks.
+
+    The pages of a memory-mapped result are dropped from this process after
+    each block (the page cache keeps them): checking a file must not make the
+    extraction's resident memory grow with its size.
+    """
+    mm = getattr(Z, "_mmap", None)
+    drop = getattr(mm, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+    found = [np.empty(0, np.intp)]
+    row_bytes = max(1, Z.itemsize * int(np.prod(Z.shape[1:], dtype=np.int64)))
+    step = max(1, (8 << 20) // row_bytes)  # ~8 MiB per block
+    for start in range(0, len(Z), step):
+        block = np.asarray(Z[start:start + step])
+        found.append(start + np.flatnonzero(
+            ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)))
+        if drop is not None:
+            drop(mmap.MADV_DONTNEED)
+    return np.concatenate(found)
 
 
 def _sink(est, model, X, out, resume):
@@ -179,7 +199,7 @@ def extract(est, X, sink, *, first_batch_only=False):
     module = model.get_submodule(layer)
     channels_last = isinstance(module, _runtime._CHANNELS_LAST)
     start = sink.pos - sink.offset  # rows of X (a shard's X starts at its offset)
-    n = sink.n - sink.offset
+    n = None if sink.n is None else sink.n - sink.offset
     try:
         with (_RUN_LOCK, _runtime.borrowed(model, device, move),
               _runtime.capture(module, est.capture) as captured,
