@@ -93,5 +93,7 @@ def test_shard_argument_is_checked(tmp_path):
     X = _inputs(100)
     with pytest.raises(ValueError, match="shard="):
         _extractor().transform(X, out=str(tmp_path / "a.npy"), shard=(2, 2))
+    with pytest.raises(ValueError, match=r"shard \(0, 4\) has no rows"):
+        _extractor().transform(X, out=str(tmp_path / "b.npy"), shard=(0, 4))
     with pytest.raises(TypeError, match="out='emb.npy'"):
         _extractor().transform(X, shard=(0, 2))

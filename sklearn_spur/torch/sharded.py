@@ -22,6 +22,7 @@ from sklearn.base import clone
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .._io import PARTIAL, RECORD_FORMAT, load_embeddings, read_records, record_path
+from . import _runtime
 from ._files import FileRows, NpyFileSink, Sink, check_out
 
 __all__ = ["extract_sharded"]
@@ -55,6 +56,11 @@ class ShardFileSink(NpyFileSink):
 
     def __init__(self, n, path, *, shard, fingerprint, batch_size, resume):
         start, end = shard_rows(n, shard, batch_size)
+        if start == end:
+            raise ValueError(
+                f"TorchFeatureExtractor: shard {tuple(shard)} has no rows: {n} rows "
+                f"make {-(-n // batch_size)} batches of {batch_size}, fewer than "
+                f"{shard[1]} shards. Use at most that many shards.")
         Sink.__init__(self, end, start=start)
         self.offset, self.total = start, n
         self.path, self.partial = path, path + PARTIAL
@@ -261,6 +267,17 @@ def extract_sharded(extractor, X, out, *, n_workers=None, devices=None,
     n_workers = int(n_workers or 2)
     if n_workers < 1:
         raise ValueError(f"extract_sharded: n_workers={n_workers} must be >= 1.")
+    checked = _runtime.check_inputs(X, extractor.preprocess)
+    n = _runtime.n_samples(checked)
+    if n is None:
+        raise ValueError("extract_sharded: X must have a known length (not an "
+                         "IterableDataset).")
+    batch_size = (checked.batch_size if isinstance(checked, DataLoader)
+                  else extractor.batch_size)
+    n_batches = -(-n // batch_size)
+    if n_workers > n_batches:  # a shard needs at least one batch
+        n_workers = n_batches
+        devices = None if devices is None else devices[:n_workers]
     partial = path + PARTIAL
     if not resume:
         for name in [partial, *[record_path(partial, (r["shard"][0], r["shard"][1]))
