@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 _TORCH_NAMES = {
     "TorchFeatureExtractor": "sklearn_spur.torch.extractor",
     "RRClArCNet": "sklearn_spur.torch.rrclarc_net",
+    "extract_sharded": "sklearn_spur.torch.sharded",
     "replace_head": "sklearn_spur.torch.export",
     "to_torch": "sklearn_spur.torch.export",
 }
@@ -54,6 +55,7 @@ __all__ = sorted([
     "RRClArCNet",
     "SpuriousProbe",
     "TorchFeatureExtractor",
+    "extract_sharded",
     "group_report",
     "load_embeddings",
     "make_worst_group_scorer",

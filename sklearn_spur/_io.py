@@ -270,7 +270,8 @@ def load_embeddings(path, *, mmap=True, require=()):
     EmbeddingFileError
         A ``ValueError`` naming the file and what is wrong: a missing file, an
         unfinished extraction (``path.partial``, see
-        :meth:`TorchFeatureExtractor.transform`), a damaged, truncated or forged
+        :meth:`TorchFeatureExtractor.transform`; a sharded one names the
+        shards still missing), a damaged, truncated or forged
         file or member, a missing key (with the keys the file has), mismatched
         lengths, non-finite values or a wrong rank.
 

@@ -377,9 +377,13 @@ def standardize_stats(X):
     """
     mean = X.mean(axis=0, dtype=np.float64)
     var = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], 65536):  # bounded temporary, no full copy
-        block = X[start:start + 65536] - mean
+    # Blocks of at most ~16 MiB of float64, freed before the next: a bounded
+    # temporary, not a copy of X (65536 rows of 2048 float64 were 1 GiB).
+    step = max(1, min(65536, (16 << 20) // (8 * max(X.shape[1], 1))))
+    for start in range(0, X.shape[0], step):
+        block = X[start:start + step] - mean
         var += np.einsum("ij,ij->j", block, block)
+        del block
     std = np.sqrt(var / X.shape[0])
     std[std == 0] = 1.0
     dtype = work_dtype(X.dtype)

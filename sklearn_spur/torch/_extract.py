@@ -7,6 +7,7 @@ state; the estimator module keeps the public API and the scikit-learn protocol.
 from __future__ import annotations
 
 import contextlib
+import mmap
 import sys
 import warnings
 
@@ -16,7 +17,7 @@ from sklearn.utils.validation import check_memory
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from . import _cache, _runtime
+from . import _cache, _runtime, sharded
 from ._files import NpyFileSink, Sink, check_out
 from ._runtime import _AUTOCAST_DTYPES, _RUN_LOCK, _StopForward
 
@@ -84,14 +85,16 @@ def device_for(est, model):
     return device, bool(devices) and devices[0] != device
 
 
-def transform(est, X, out, *, overwrite=False, resume=False):
+def transform(est, X, out, *, overwrite=False, resume=False, shard=None):
     """Embeddings of ``X``, through the cache and into ``out``; warns on NaN rows."""
     X = _runtime.check_inputs(X, est.preprocess)
-    out = check_out(out, overwrite=overwrite, resume=resume)
-    Z = _cached(est, X, out, resume)
-    bad = np.concatenate([start + np.flatnonzero(~np.isfinite(Z[start:start + 65536]
-                                                             ).all(axis=1))
-                          for start in range(0, len(Z), 65536)] or [[]])
+    shard = sharded.check_shard(shard, out)
+    out = check_out(out, overwrite=overwrite, resume=resume, shard=shard)
+    if shard is not None:
+        Z = _shard(est, X, out, shard, resume)
+    else:
+        Z = _cached(est, X, out, resume)
+    bad = _nonfinite_rows(Z)
     if len(bad):
         warnings.warn(
             f"TorchFeatureExtractor: {len(bad)} of {len(Z)} embeddings contain NaN "
@@ -100,6 +103,27 @@ def transform(est, X, out, *, overwrite=False, resume=False):
             "non-finite embeddings.", RuntimeWarning,
             stacklevel=_runtime.user_stacklevel())
     return Z
+
+
+def _nonfinite_rows(Z):
+    """Rows of Z with a NaN or inf, read in blocks.
+
+    The pages of a memory-mapped result are dropped from this process after
+    each block (the page cache keeps them): checking a file must not make the
+    extraction's resident memory grow with its size.
+    """
+    mm = getattr(Z, "_mmap", None)
+    drop = getattr(mm, "madvise", None) if hasattr(mmap, "MADV_DONTNEED") else None
+    found = [np.empty(0, np.intp)]
+    row_bytes = max(1, Z.itemsize * int(np.prod(Z.shape[1:], dtype=np.int64)))
+    step = max(1, (8 << 20) // row_bytes)  # ~8 MiB per block
+    for start in range(0, len(Z), step):
+        block = np.asarray(Z[start:start + step])
+        found.append(start + np.flatnonzero(
+            ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)))
+        if drop is not None:
+            drop(mmap.MADV_DONTNEED)
+    return np.concatenate(found)
 
 
 def _sink(est, model, X, out, resume):
@@ -115,6 +139,22 @@ def _sink(est, model, X, out, resume):
         return NpyFileSink(n, out, fingerprint=digest, batch_size=batch_size,
                            resume=resume)
     return Sink(n, out)
+
+
+def _shard(est, X, out, shard, resume):
+    """Shard ``i`` of ``k`` of ``X`` into the shared ``out`` file (no cache)."""
+    model = torch_model(est)
+    n = _runtime.n_samples(X)
+    if n is None:
+        raise ValueError("TorchFeatureExtractor: shard= needs inputs of known length "
+                         "(not an IterableDataset).")
+    digest, _, _ = _cache.fingerprint(
+        est, model, X, layer=layer_name(est, model),
+        device_type=device_for(est, model)[0].type, for_cache=False)
+    batch_size = X.batch_size if isinstance(X, DataLoader) else est.batch_size
+    sink = sharded.ShardFileSink(n, out, shard=shard, fingerprint=digest,
+                                 batch_size=batch_size, resume=resume)
+    return extract(est, sharded.shard_inputs(X, sink.offset, sink.n), sink)
 
 
 def _cached(est, X, out, resume):
@@ -158,8 +198,8 @@ def extract(est, X, sink, *, first_batch_only=False):
     float_dtype = _runtime.floating_dtype(model)
     module = model.get_submodule(layer)
     channels_last = isinstance(module, _runtime._CHANNELS_LAST)
-    start = sink.pos
-    n = sink.n
+    start = sink.pos - sink.offset  # rows of X (a shard's X starts at its offset)
+    n = None if sink.n is None else sink.n - sink.offset
     try:
         with (_RUN_LOCK, _runtime.borrowed(model, device, move),
               _runtime.capture(module, est.capture) as captured,

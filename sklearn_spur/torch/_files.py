@@ -20,15 +20,26 @@ import numpy as np
 import torch
 from numpy.lib.format import open_memmap
 
-from .._io import PARTIAL, RECORD_FORMAT, describe_partial, read_records, record_path
+from .._io import (
+    PARTIAL,
+    RECORD_FORMAT,
+    _read_header,
+    describe_partial,
+    read_records,
+    record_path,
+)
 
 #: Seconds between two completeness records of a running extraction (and at
 #: the end, or when it stops on an error or interrupt).
 CHECKPOINT_SECONDS = 2.0
 
 
-def check_out(out, *, overwrite, resume):
-    """``out`` as an ndarray, a path string or None; refuses what would lose data."""
+def check_out(out, *, overwrite, resume, shard=None):
+    """``out`` as an ndarray, a path string or None; refuses what would lose data.
+
+    With ``shard=(i, k)``, ``k > 1``, the partial file is shared by the shards:
+    its existence is not a conflict (the per-shard records decide).
+    """
     if out is None:
         return None
     if isinstance(out, np.ndarray):
@@ -58,7 +69,8 @@ def check_out(out, *, overwrite, resume):
         raise FileExistsError(
             f"TorchFeatureExtractor: {path} exists; pass overwrite=True to replace it "
             "(it stays as it is until the new file is complete).")
-    if os.path.exists(partial) and not (resume or overwrite):
+    sharing = shard is not None and shard[1] > 1
+    if os.path.exists(partial) and not (resume or overwrite or sharing):
         raise FileExistsError(
             f"TorchFeatureExtractor: {describe_partial(partial)} Pass resume=True to "
             "finish it, or overwrite=True to start over.")
@@ -75,6 +87,9 @@ class Sink:
     device memory growth). With an unknown number of rows, blocks are
     concatenated at the end.
     """
+
+    #: First row of the output this sink fills (a shard's first row).
+    offset = 0
 
     def __init__(self, n, out=None, start=0):
         self.n, self.out = n, out
@@ -136,6 +151,44 @@ class Sink:
         """The run stopped (error, interrupt): keep what is safely written."""
 
 
+class FileRows:
+    """Rows of a ``.npy`` file, written with ``os.pwrite``.
+
+    What a writable memmap would keep resident in this process (every page
+    written, until the map closes) goes to the page cache instead, so host
+    memory stays flat however many rows the file has.
+    """
+
+    def __init__(self, path):
+        with open(path, "rb") as fh:
+            shape, fortran, dtype = _read_header(fh)
+            self.start = fh.tell()
+        if fortran or dtype != np.float32:
+            raise ValueError(f"{path}: not a C-ordered float32 .npy file.")
+        self.shape = tuple(shape)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * 4
+        self.fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+
+    def __setitem__(self, rows, block):
+        data = memoryview(np.ascontiguousarray(block, np.float32)).cast("B")
+        pos = self.start + rows.start * self.row_bytes
+        while len(data):
+            if hasattr(os, "pwrite"):
+                written = os.pwrite(self.fd, data, pos)
+            else:  # Windows
+                os.lseek(self.fd, pos, os.SEEK_SET)
+                written = os.write(self.fd, data)
+            data, pos = data[written:], pos + written
+
+    def flush(self):
+        os.fsync(self.fd)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 class NpyFileSink(Sink):
     """Writes into ``path.partial`` with a completeness record; renames when done.
 
@@ -180,7 +233,7 @@ class NpyFileSink(Sink):
                 "model, its settings, the inputs or batch_size changed). Pass the same "
                 "ones, or overwrite=True to start over.")
         self.record = records[0]
-        self.result = np.load(self.partial, mmap_mode="r+")
+        self.result = FileRows(self.partial)
         if tuple(self.result.shape) != tuple(self.record["shape"]):
             raise ValueError(f"TorchFeatureExtractor: cannot resume {self.partial}: "
                              f"its shape {self.result.shape} is not the recorded "
@@ -197,10 +250,11 @@ class NpyFileSink(Sink):
 
     def _allocate(self, rest):
         self.record["shape"] = [self.n, *rest]
-        result = open_memmap(self.partial, mode="w+", dtype=np.float32,
-                             shape=(self.n, *rest))
+        header = open_memmap(self.partial, mode="w+", dtype=np.float32,
+                             shape=(self.n, *rest))  # the body stays sparse
+        del header
         self._save_record()
-        return result
+        return FileRows(self.partial)
 
     def _save_record(self):
         name = record_path(self.partial, self.record["shard"])
@@ -229,9 +283,10 @@ class NpyFileSink(Sink):
     def finish(self):
         super().finish()
         if self.result is None:  # resumed a file that was already complete
-            self.result = np.load(self.partial, mmap_mode="r+")
+            self.result = FileRows(self.partial)
         self.checkpoint()
-        self.result = None  # close the map before the rename
+        self.result.close()
+        self.result = None  # closed before the rename
         os.replace(self.partial, self.path)
         for name in self._record_files():
             os.unlink(name)
@@ -243,3 +298,6 @@ class NpyFileSink(Sink):
         except Exception:  # noqa: BLE001 - a CUDA error: that batch is not kept
             self.pending = None
         self.checkpoint()
+        if self.result is not None:
+            self.result.close()
+

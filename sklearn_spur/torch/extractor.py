@@ -241,7 +241,7 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
         self._set_fitted(Z)
         return Z
 
-    def transform(self, X, out=None, *, overwrite=False, resume=False):
+    def transform(self, X, out=None, *, overwrite=False, resume=False, shard=None):
         """Embeddings of ``X`` at the captured layer.
 
         Parameters
@@ -264,10 +264,20 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
             settings, the inputs and ``batch_size`` must be those of the
             interrupted run (checked by fingerprint; a ``Dataset`` only by
             length); the result is then bitwise equal to an uninterrupted run.
+        shard : (int, int), default=None
+            ``(i, k)``: compute only shard ``i`` of ``k`` (a contiguous range of
+            whole batches) and write it into its rows of ``out``, a ``.npy``
+            path shared by the ``k`` shards (processes or hosts; see
+            :func:`~sklearn_spur.extract_sharded`). The first shard creates
+            ``out + ".partial"``, each records its own progress, and the last
+            one to complete renames the file to ``out``. Returns this shard's
+            rows only (a read-only memmap). The in-memory or on-disk cache
+            (``memory``) is not used.
 
         Returns
         -------
         Z : ndarray of shape (n_samples, n_features), float32
+            With ``shard``, only the shard's rows.
         """
         self._validate_params()
         if hasattr(self, "layer_"):
@@ -277,7 +287,8 @@ class TorchFeatureExtractor(TransformerMixin, BaseEstimator):
                     f"TorchFeatureExtractor: fitted on layer {self.layer_!r}, but the "
                     f"parameters now capture {layer!r}; fit again after set_params "
                     "(fit runs one sample).")
-        Z = _extract.transform(self, X, out, overwrite=overwrite, resume=resume)
+        Z = _extract.transform(self, X, out, overwrite=overwrite, resume=resume,
+                               shard=shard)
         if hasattr(self, "n_features_out_") and Z.shape[1] != self.n_features_out_:
             raise ValueError(
                 f"TorchFeatureExtractor: fitted with {self.n_features_out_} output "
