@@ -29,7 +29,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .base import LinearSpurClassifier
 from .groups import encode_groups
@@ -65,6 +65,10 @@ __all__ = [
 SOLVER_CONSTRAINTS: dict = {
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither")],
+}
+#: The label-free selection switch of the methods that tune without group labels.
+SELECTION_CONSTRAINTS: dict = {
+    "selection": [StrOptions({"inferred", "worst_class"})],
 }
 #: Defaults that agree across estimators.
 MAX_ITER, TOL = 2000, 1e-4
@@ -217,8 +221,23 @@ default=None
         return None
 
     def _selection_strata(self, ctx):
-        """Strata the selection scores worst accuracy over (groups, else classes)."""
-        return ctx.strata
+        """Strata the selection scores worst accuracy over.
+
+        The groups when ``spurious`` is given; else, with ``selection="inferred"``
+        and a head, the (class, pseudo-group) pairs :func:`~sklearn_spur.infer_groups`
+        finds on the whole fitting data (so both halves hold every pseudo-group);
+        else the classes (worst-class accuracy).
+        """
+        if (ctx.groups is not None or ctx.head is None
+                or getattr(self, "selection", "worst_class") != "inferred"):
+            return ctx.strata
+        if "inferred_strata" not in ctx.shared:
+            from ..concepts.inference import inferred_strata
+
+            ctx.shared["inferred_strata"] = inferred_strata(
+                ctx.X, ctx.y, ctx.y_idx, ctx.head, "auto",
+                int(ctx.rng.integers(np.iinfo(np.int32).max)))
+        return ctx.shared["inferred_strata"]
 
     def _scoring_strata(self, ctx, rows, strata):
         """Strata of the scoring half ``rows`` (a method may infer them there)."""

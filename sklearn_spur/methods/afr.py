@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._core.template import (
     MAX_ITER,
+    SELECTION_CONSTRAINTS,
     TOL,
     LastLayerClassifier,
     RefitProblem,
@@ -16,6 +17,9 @@ from .._core.template import (
 )
 
 __all__ = ["AFRClassifier"]
+
+AFR_GAMMAS = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0)
+AFR_LAMS = (0.001, 0.01, 0.1)
 
 
 class AFRClassifier(LastLayerClassifier):
@@ -91,20 +95,40 @@ class AFRClassifier(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        "gamma": [Interval(Real, 0, None, closed="left")],
-        "lam": [Interval(Real, 0, None, closed="left")],
+        **SELECTION_CONSTRAINTS,
+        "gamma": [Interval(Real, 0, None, closed="left"), None],
+        "gammas": ["array-like"],
+        "lam": [Interval(Real, 0, None, closed="left"), None],
+        "lams": ["array-like"],
+        "random_state": ["random_state"],
     }
     __metadata_request__fit = {"spurious": False}
 
-    def __init__(self, *, head=None, gamma=1.0, lam=0.01, max_iter=MAX_ITER, tol=TOL):
+    def __init__(self, *, head=None, gamma=None, gammas=AFR_GAMMAS, lam=None,
+                 lams=AFR_LAMS, selection="inferred", max_iter=MAX_ITER, tol=TOL,
+                 random_state=None):
         self.head = head
         self.gamma = gamma
+        self.gammas = gammas
         self.lam = lam
+        self.lams = lams
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
+        self.random_state = random_state
+
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
+        for name in ("gammas", "lams"):
+            if getattr(self, name[:-1]) is None:
+                _check_grid(self, name)
+
+    def _selection_grid(self, ctx):
+        gammas = [self.gamma] if self.gamma is not None else _grid(self.gammas)
+        lams = [self.lam] if self.lam is not None else _grid(self.lams)
+        return [{"gamma": g, "lam": lam} for lam in lams for g in gammas]
 
     def _refit_problem(self, ctx, gamma=None, lam=None):
-        gamma = self.gamma if gamma is None else gamma
         p = ctx.evidence.proba_true.astype(np.float64)
         # exp(-gamma p) relative to each class's smallest exponent: no underflow.
         w = np.exp(-gamma * (p - p.max()))
@@ -113,8 +137,24 @@ class AFRClassifier(LastLayerClassifier):
         ctx.shared["weights"] = w
         W0, b0 = head_start(ctx)
         return RefitProblem(weights=w.astype(ctx.X.dtype),
-                            reg=self.lam if lam is None else lam, anchor=W0,
+                            reg=lam, anchor=W0,
                             coef_init=W0, intercept_init=b0)
 
     def _after_fit(self, ctx):
         self.sample_weight_ = ctx.shared["weights"]
+        self.gamma_ = float(self.best_params_["gamma"])
+        self.lam_ = float(self.best_params_["lam"])
+
+
+def _grid(values):
+    return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def _check_grid(est, name):
+    """A grid of non-negative, finite values, or a ValueError naming it."""
+    values = np.asarray(getattr(est, name), dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values) & (values >= 0)):
+        raise ValueError(
+            f"{type(est).__name__}: {name} must hold non-negative, finite values; got "
+            f"{values.tolist()[:10]}. Pass a grid, or fix the value with "
+            f"`{name[:-1]}=`.")

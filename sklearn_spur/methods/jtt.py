@@ -9,6 +9,7 @@ from sklearn.utils._param_validation import Interval
 
 from .._core.template import (
     MAX_ITER,
+    SELECTION_CONSTRAINTS,
     TOL,
     LastLayerClassifier,
     RefitProblem,
@@ -16,6 +17,8 @@ from .._core.template import (
 )
 
 __all__ = ["JTTClassifier"]
+
+JTT_UPWEIGHTS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
 
 class JTTClassifier(LastLayerClassifier):
@@ -84,20 +87,41 @@ class JTTClassifier(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        "upweight": [Interval(Real, 1, None, closed="left")],
+        **SELECTION_CONSTRAINTS,
+        "upweight": [Interval(Real, 1, None, closed="left"), None],
+        "upweights": ["array-like"],
         "C": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
     }
     __metadata_request__fit = {"spurious": False}
 
-    def __init__(self, *, head=None, upweight=20.0, C=1.0, max_iter=MAX_ITER, tol=TOL):
+    def __init__(self, *, head=None, upweight=None, upweights=JTT_UPWEIGHTS, C=1.0,
+                 selection="inferred", max_iter=MAX_ITER, tol=TOL, random_state=None):
         self.head = head
         self.upweight = upweight
+        self.upweights = upweights
         self.C = C
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
+        self.random_state = random_state
 
-    def _refit_problem(self, ctx, upweight=None):
-        upweight = self.upweight if upweight is None else upweight
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
+        if self.upweight is None:
+            ups = np.asarray(self.upweights, dtype=np.float64).ravel()
+            if ups.size == 0 or not np.all(np.isfinite(ups) & (ups >= 1)):
+                raise ValueError(
+                    f"JTTClassifier: upweights must hold finite values >= 1; got "
+                    f"{ups.tolist()[:10]}. Pass a grid, or fix `upweight=`.")
+
+    def _selection_grid(self, ctx):
+        if self.upweight is not None:
+            return [{"upweight": float(self.upweight)}]
+        return [{"upweight": float(u)}
+                for u in np.asarray(self.upweights, dtype=np.float64).ravel()]
+
+    def _refit_problem(self, ctx, upweight):
         wrong = ctx.evidence.wrong
         weights = np.where(wrong, upweight, 1.0).astype(ctx.X.dtype)
         W0, b0 = head_start(ctx)
@@ -105,3 +129,4 @@ class JTTClassifier(LastLayerClassifier):
 
     def _after_fit(self, ctx):
         self.error_set_ = ctx.evidence.wrong
+        self.upweight_ = self.best_params_["upweight"]
