@@ -38,9 +38,14 @@ from ..methods._neuron_deltas import _LabelFreeScorer
 __all__ = ["GroupInferrer", "infer_groups", "make_inferred_group_scorer"]
 
 METHODS = ("errors", "direction", "cluster")
-#: "auto" uses "direction" when every class has at least this many mistakes
-#: of the head (enough for a mean), else "cluster".
+#: "auto": "cluster" when a class has fewer mistakes of the head than this
+#: (too few for a mean); else "errors" when the head's mistakes are rarer than
+#: ``AUTO_MAX_ERROR_RATE`` in every class (held-out data as correlated as
+#: training: the mistakes are then mostly the minority groups), else
+#: "direction" (balanced held-out data: many majority samples are mistakes too,
+#: and the side of the error direction separates the groups better).
 AUTO_MIN_ERRORS = 10
+AUTO_MAX_ERROR_RATE = 0.15
 
 
 class GroupInferrer(BaseEstimator):
@@ -60,10 +65,12 @@ class GroupInferrer(BaseEstimator):
         training errors, a weak signal).
     method : {"auto", "errors", "direction", "cluster"}, default="auto"
         How each class is split (see the module's description). ``"auto"``
-        uses ``"direction"`` when the head makes at least 10 mistakes in every
-        class of ``X`` and ``"cluster"`` otherwise (measured in
-        ``docs/guide/no_group_labels.rst``: "direction" recovers the true
-        groups best and is the most stable over seeds, but needs mistakes).
+        uses ``"cluster"`` when the head makes fewer than 10 mistakes in some
+        class of ``X``; else ``"errors"`` when its error rate is below 15 % in
+        every class (held-out data drawn like training), else ``"direction"``
+        (balanced held-out data). The rule is measured in
+        ``docs/guide/no_group_labels.rst`` (adjusted Rand index against the
+        true groups, and the worst-group accuracy of the selections it drives).
     max_components : int, default=4
         With ``"cluster"``: mixtures of 1 to ``max_components`` components
         are fitted per class and the one of lowest BIC is kept.
@@ -167,9 +174,11 @@ class GroupInferrer(BaseEstimator):
         y_idx, ev = self._evidence(X, y)
         n_classes = len(self.classes_)
         wrong = np.bincount(y_idx[ev.wrong], minlength=n_classes)
+        rate = wrong / np.maximum(np.bincount(y_idx, minlength=n_classes), 1)
         method = self.method
         if method == "auto":
-            method = "direction" if wrong.min() >= AUTO_MIN_ERRORS else "cluster"
+            method = ("cluster" if wrong.min() < AUTO_MIN_ERRORS else
+                      "errors" if rate.max() < AUTO_MAX_ERROR_RATE else "direction")
         self.method_ = method
         if method == "direction":
             self.directions_ = np.zeros((n_classes, X.shape[1]), X.dtype)
@@ -312,7 +321,7 @@ def inferred_strata(X, y, y_idx, head, method, random_state):
     return np.unique(y_idx * (pseudo.max() + 1) + pseudo, return_inverse=True)[1].ravel()
 
 
-def make_inferred_group_scorer(*, head=None, method="auto", random_state=0):
+def make_inferred_group_scorer(*, head=None, method="errors", random_state=0):
     """A label-free scorer: worst accuracy over groups inferred on the scoring fold.
 
     ``scorer(estimator, X, y)`` infers pseudo-groups on ``(X, y)`` with the
@@ -326,8 +335,11 @@ def make_inferred_group_scorer(*, head=None, method="auto", random_state=0):
         The deployed last layer that defines the groups. ``None`` reads the
         scored estimator's ``head`` parameter (AFR, JTT, NeuronTuner, the
         editor); it must not be None then.
-    method : {"auto", "errors", "direction", "cluster"}, default="auto"
-        See :class:`GroupInferrer`.
+    method : {"auto", "errors", "direction", "cluster"}, default="errors"
+        See :class:`GroupInferrer`. The head's mistakes within each class are
+        the split that selects best on balanced and on correlated held-out
+        data (``docs/guide/no_group_labels.rst``); the estimators' internal
+        selection (``selection="inferred"``) uses it too.
     random_state : int, RandomState instance or None, default=0
         Seeds the mixtures of ``"cluster"`` (fixed, so every candidate is
         scored on the same groups).

@@ -18,8 +18,8 @@ from .._core.template import (
 
 __all__ = ["AFRClassifier"]
 
-AFR_GAMMAS = (0.0, 1.0, 2.0, 4.0, 6.0, 8.0)
-AFR_LAMS = (0.001, 0.01, 0.1)
+AFR_GAMMAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
+AFR_LAMS = (0.01, 0.1)
 
 
 class AFRClassifier(LastLayerClassifier):

@@ -14,7 +14,14 @@ from .._core.cache import LRUCache
 from .._core.heads import resolve_head
 from .._core.solver import standardize_stats
 from .._core.subclass_head import SubclassHead
-from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
+from .._core.selection import stratified_halves, worst_stratum_accuracy
+from .._core.template import (
+    MAX_ITER,
+    SELECTION_CONSTRAINTS,
+    TOL,
+    LastLayerClassifier,
+    RefitProblem,
+)
 from ._editing import (
     check_fictitious,
     fictitious_values,
@@ -190,7 +197,9 @@ class SingleWeightEditor(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        "strength": [Interval(Real, 0, 1, closed="both"), StrOptions({"prior"})],
+        **SELECTION_CONSTRAINTS,
+        "strength": [Interval(Real, 0, 1, closed="both"),
+                     StrOptions({"prior", "auto"})],
         # A tuple (the training data, once accepted) is refused in fit with the fix.
         "fictitious": [StrOptions({"head", "data"}), dict, Hidden(tuple)],
         "confidence": [Interval(Real, 0, 1, closed="left")],
@@ -200,17 +209,19 @@ class SingleWeightEditor(LastLayerClassifier):
     }
 
     def __init__(self, *, head=None, strength="prior", fictitious="head",
-                 confidence=0.5, C=1.0, standardize=True, max_iter=MAX_ITER, tol=TOL,
-                 memory=True):
+                 confidence=0.5, C=1.0, standardize=True, selection="inferred",
+                 max_iter=MAX_ITER, tol=TOL, memory=True, random_state=None):
         self.head = head
         self.strength = strength
         self.fictitious = fictitious
         self.confidence = confidence
         self.C = C
         self.standardize = standardize
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
         self.memory = memory
+        self.random_state = random_state
 
     # ------------------------------------------------------ template hooks
     def _check_context(self, ctx):
@@ -259,6 +270,35 @@ class SingleWeightEditor(LastLayerClassifier):
         self.fictitious_mask_ = plan.mask
         self.fictitious_ = plan.fictitious
         self.prior_shift_ = plan.prior_shift
+        if self.strength == "auto":
+            self._select_strength(ctx)
+
+    def _select_strength(self, ctx):
+        """``strength="auto"``: the strength of best held-out worst accuracy.
+
+        The sub-class head is refit on one half of ``X`` and every strength of
+        :func:`strength_grid` scored on the other half (one pass over it), by
+        worst accuracy over the groups when ``spurious`` is given, else over the
+        pseudo-groups of ``selection`` (or the classes); the first best wins.
+        """
+        if ctx.head is None:
+            ctx.head = resolve_head(None, ctx.X, ctx.y, who=_WHO)
+        strata = self._selection_strata(ctx)
+        half = stratified_halves(strata, ctx.rng)
+        fit_ctx = ctx.subset(np.flatnonzero(half), "select")
+        coef, intercept, _ = LastLayerClassifier._fit_head(self, fit_ctx)
+        plan = fit_ctx.shared["plan"]
+        head = SubclassHead(coef, intercept, plan.output_class, plan.mask)
+        X, rows = ctx.X[~half], np.flatnonzero(~half)
+        strengths = [float(v) for v in strength_grid()]
+        products = head.products(X)
+        pred = np.stack([scores_to_index(head.decision_function(X, shift,
+                                                                products=products))
+                         for shift in strength_shifts(strengths, plan.mask,
+                                                      plan.prior_shift)], axis=1)
+        scores = worst_stratum_accuracy(pred, ctx.y_idx[rows], strata[rows])
+        self.strength_ = strengths[int(np.argmax(scores))]
+        self.strength_scores_ = dict(zip(strengths, scores.tolist()))
 
     # ----------------------------------------------------------- the edit
     def _subclass_head(self) -> SubclassHead:
@@ -273,6 +313,8 @@ class SingleWeightEditor(LastLayerClassifier):
             "Sequential(Linear, SubclassPooling).")
 
     def _shifts(self, strengths):
+        strengths = [getattr(self, "strength_", 0.0) if isinstance(s, str) and s == "auto"
+                     else s for s in strengths]
         return strength_shifts(strengths, self.fictitious_mask_, self.prior_shift_)
 
     @property

@@ -19,7 +19,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core.groups import balanced_weights
 from .._core.solver import standardize_stats
-from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
+from .._core.template import (
+    MAX_ITER,
+    SELECTION_CONSTRAINTS,
+    TOL,
+    LastLayerClassifier,
+    RefitProblem,
+)
 from ._neuron_deltas import (
     _GUARD_SAMPLES,
     neuron_delta_scorer,
@@ -70,15 +76,17 @@ class NeuronTuner(LastLayerClassifier):
     signed embeddings the mistakes differ from the successes in the core
     features too, the rule flags most units, and zeroing them all collapses
     accuracy. The guard ``max_accuracy_drop`` prevents that: the mask is
-    accepted only if the worst-class accuracy of the retrained head on
-    held-out halves (2-fold cross-fitting on ``X``) is at most
+    accepted only if the worst accuracy over inferred groups (``selection``)
+    of the retrained head on held-out halves (2-fold cross-fitting on ``X``)
+    is at most
     ``max_accuracy_drop`` below that of the
     same retraining without the mask; otherwise it is halved (keeping the
     largest ``delta_``) until it is. Signed embeddings are warned about.
 
     Select ``threshold`` and ``C`` without group labels with
-    ``GridSearchCV(..., scoring=worst_class_scorer)`` (or the paper's
-    ``neuron_delta_scorer``); with group labels, ``worst_group_scorer`` works
+    ``GridSearchCV(..., scoring=make_inferred_group_scorer())`` (or
+    ``worst_class_scorer``, or the paper's ``neuron_delta_scorer``); with
+    group labels, ``worst_group_scorer`` works
     as for every estimator (``fit`` requests no ``spurious``).
 
     Parameters
@@ -100,10 +108,11 @@ class NeuronTuner(LastLayerClassifier):
         units stay in the score of the class whose mistakes did not flag them,
         as evidence against it.
     max_accuracy_drop : "auto", float in [0, 1] or None, default="auto"
-        The guard: largest loss of held-out worst-class accuracy that the mask
-        may cost against the same retraining without it. ``"auto"`` allows
-        one standard error of that accuracy (``sqrt(p (1 - p) / n)``, ``n``
-        the held-out size of the smallest class), so that noise alone does
+        The guard: largest loss of held-out worst accuracy (over the strata of
+        ``selection``) that the mask may cost against the same retraining
+        without it. ``"auto"`` allows one standard error of that accuracy
+        (``sqrt(p (1 - p) / n)``, ``n`` the held-out size of the smallest
+        class), so that noise alone does
         not reject a mask; 0 keeps a mask only if it costs nothing. ``None``
         applies the thresholded mask as it is (then a mask that covers every
         unit raises).
@@ -118,6 +127,12 @@ class NeuronTuner(LastLayerClassifier):
         :class:`~sklearn.linear_model.LogisticRegression`).
     standardize : bool, default=True
         Standardise the embeddings for the retraining (folded into ``coef_``).
+    selection : {"inferred", "worst_class"}, default="inferred"
+        What the guard's accuracies are taken over: the (class, pseudo-group)
+        pairs :func:`~sklearn_spur.infer_groups` finds on ``X`` with ``head``
+        (worst inferred-group accuracy), or the classes (worst-class accuracy,
+        blind to minority groups when the held-out data is as correlated as
+        training; see ``docs/guide/no_group_labels.rst``).
     max_iter : int, default=2000
         Maximum solver iterations per retraining.
     tol : float, default=1e-4
@@ -145,7 +160,8 @@ class NeuronTuner(LastLayerClassifier):
         Units (per-class entries with ``"class"``) above the threshold, before
         the guard.
     guard_scores_ : dict
-        ``{number masked: held-out worst-class accuracy}`` of every mask the
+        ``{number masked: held-out worst accuracy}`` (over the strata of
+        ``selection``) of every mask the
         guard tried, 0 (no mask) included; empty when the guard did not run
         (``max_accuracy_drop=None``, or nothing flagged).
     skipped_classes_ : list
@@ -201,6 +217,7 @@ class NeuronTuner(LastLayerClassifier):
     _sequential_selection = True
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
+        **SELECTION_CONSTRAINTS,
         "head": "no_validation",
         "threshold": [Real],
         "aggregate": [StrOptions({"any", "all", "class"})],
@@ -214,7 +231,7 @@ class NeuronTuner(LastLayerClassifier):
 
     def __init__(self, *, head=None, threshold=0.0, aggregate="any",
                  max_accuracy_drop="auto", units=None, C=1.0, standardize=True,
-                 max_iter=MAX_ITER, tol=TOL, random_state=None):
+                 selection="inferred", max_iter=MAX_ITER, tol=TOL, random_state=None):
         self.head = head
         self.threshold = threshold
         self.aggregate = aggregate
@@ -222,6 +239,7 @@ class NeuronTuner(LastLayerClassifier):
         self.units = units
         self.C = C
         self.standardize = standardize
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
@@ -343,7 +361,7 @@ class NeuronTuner(LastLayerClassifier):
         if len(scores) < 2:
             return None
         drop = self.max_accuracy_drop
-        if drop == "auto":  # one standard error of the baseline's worst-class accuracy
+        if drop == "auto":  # one standard error of the baseline's worst accuracy
             p = scores[0]
             drop = np.sqrt(p * (1 - p) / max(self._n_smallest, 1))
         if scores[-1] >= scores[0] - drop - 1e-12:
