@@ -38,8 +38,10 @@ from ..methods._neuron_deltas import _LabelFreeScorer
 __all__ = ["GroupInferrer", "infer_groups", "make_inferred_group_scorer"]
 
 METHODS = ("errors", "direction", "cluster")
-#: "auto": "cluster" when a class has fewer mistakes of the head than this
-#: (too few for a mean); else "errors" when the head's mistakes are rarer than
+#: "auto": "cluster" when the BIC of every class's mixture settles on 2 to
+#: ``max_components - 1`` components (a clear cluster structure, as with the
+#: Gaussians), or when a class has fewer mistakes of the head than
+#: ``AUTO_MIN_ERRORS`` (too few for a mean); else "errors" when the head's mistakes are rarer than
 #: ``AUTO_MAX_ERROR_RATE`` in every class (held-out data as correlated as
 #: training: the mistakes are then mostly the minority groups), else
 #: "direction" (balanced held-out data: many majority samples are mistakes too,
@@ -65,8 +67,10 @@ class GroupInferrer(BaseEstimator):
         training errors, a weak signal).
     method : {"auto", "errors", "direction", "cluster"}, default="auto"
         How each class is split (see the module's description). ``"auto"``
-        uses ``"cluster"`` when the head makes fewer than 10 mistakes in some
-        class of ``X``; else ``"errors"`` when its error rate is below 15 % in
+        uses ``"cluster"`` when BIC finds a clear mixture in every class
+        (between 2 and ``max_components - 1`` components) or when the head
+        makes fewer than 10 mistakes in some class of ``X``; else ``"errors"``
+        when its error rate is below 15 % in
         every class (held-out data drawn like training), else ``"direction"``
         (balanced held-out data). The rule is measured in
         ``docs/guide/no_group_labels.rst`` (adjusted Rand index against the
@@ -175,9 +179,15 @@ class GroupInferrer(BaseEstimator):
         n_classes = len(self.classes_)
         wrong = np.bincount(y_idx[ev.wrong], minlength=n_classes)
         rate = wrong / np.maximum(np.bincount(y_idx, minlength=n_classes), 1)
+        mixtures = None
+        if self.method in ("cluster", "auto"):
+            mixtures = [self._fit_mixture(X[y_idx == c], ev.proba_true[y_idx == c], rs)
+                        for c in range(n_classes)]
         method = self.method
         if method == "auto":
-            method = ("cluster" if wrong.min() < AUTO_MIN_ERRORS else
+            k = [0 if m is None else m[1].n_components for m in mixtures]
+            clear = all(2 <= kk < self.max_components for kk in k)
+            method = ("cluster" if clear or wrong.min() < AUTO_MIN_ERRORS else
                       "errors" if rate.max() < AUTO_MAX_ERROR_RATE else "direction")
         self.method_ = method
         if method == "direction":
@@ -192,8 +202,7 @@ class GroupInferrer(BaseEstimator):
                     self.directions_[c] = d
                     self.thresholds_[c] = (mu_bad @ d + mu_good @ d) / 2
         elif method == "cluster":
-            self.mixtures_ = [self._fit_mixture(X[y_idx == c], ev.proba_true[y_idx == c],
-                                                rs) for c in range(n_classes)]
+            self.mixtures_ = mixtures
         self.n_groups_ = np.array([len(np.unique(g)) for g in
                                    _per_class(self._infer(X, y_idx, ev), y_idx,
                                               n_classes)])
@@ -226,6 +235,8 @@ class GroupInferrer(BaseEstimator):
             return ev.wrong.astype(np.intp)
         for c in range(len(self.classes_)):  # classes, not samples
             rows = np.flatnonzero(y_idx == c)
+            if rows.size == 0:
+                continue
             if self.method_ == "direction":
                 proj = X[rows] @ self.directions_[c]
                 pseudo[rows] = (proj > self.thresholds_[c]) & self.directions_[c].any()
@@ -234,15 +245,17 @@ class GroupInferrer(BaseEstimator):
                 pseudo[rows] = order[gm.predict(pca.transform(X[rows]))]
         return pseudo
 
-    def predict(self, X, y):
+    def predict(self, X, y=None):
         """The pseudo attribute of every sample of ``(X, y)``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Embeddings.
-        y : array-like of shape (n_samples,)
-            Class labels (groups are found within each class).
+        y : array-like of shape (n_samples,), default=None
+            Class labels (groups are found within each class). ``None`` uses
+            the head's predicted classes (unlabelled data; then the head makes
+            no mistake by definition and ``"errors"`` gives 0 everywhere).
 
         Returns
         -------
@@ -250,6 +263,9 @@ class GroupInferrer(BaseEstimator):
             The pseudo attribute, to pass as ``spurious=``.
         """
         check_is_fitted(self)
+        if y is None:
+            X = validate_data(self, host_array(X), dtype=FLOAT_DTYPES, reset=False)
+            y = self._head.predict(X)
         X, y = self._validate(X, y, reset=False)
         y_idx, ev = self._evidence(X, y)
         return self._infer(X, y_idx, ev)
