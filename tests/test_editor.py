@@ -537,7 +537,7 @@ def test_auto_strength_without_spurious(label_free_digits):
     # there (0.308 0.365 0.204) but is best on balanced held-out data (0.826
     # 0.838 0.796 against "auto" 0.672 0.757 0.699), so it stays the default.
     d = label_free_digits
-    wga, wga_prior = [], []
+    wga = []
     for seed in (0, 1, 2):
         b = d[seed, 0.95]
         ed = SingleWeightEditor(head=b.head, strength="auto", random_state=0)

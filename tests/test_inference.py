@@ -52,7 +52,7 @@ def test_every_method_returns_an_integer_attribute_within_classes(method):
 
 
 def test_fit_on_one_split_apply_to_another_and_float32():
-    X, y, s, head = _toy(dtype=np.float32)
+    X, y, _, head = _toy(dtype=np.float32)
     X2, y2, s2, _ = _toy(seed=1, dtype=np.float32)
     inf = GroupInferrer(head=head, method="direction").fit(X, y)
     assert inf.method_ == "direction" and inf.directions_.dtype == np.float32
@@ -69,7 +69,8 @@ def test_auto_rule_and_validation():
     assert GroupInferrer(head=head).fit(X, y).method_ == "cluster"
     # no room for a clear choice, about 10 % mistakes per class: "errors"
     assert GroupInferrer(head=head, max_components=2).fit(X, y).method_ == "errors"
-    few = np.r_[np.arange(5), np.flatnonzero(y == 0)[:100], np.flatnonzero(y == 1)[:100]]
+    few = np.r_[np.arange(5), np.flatnonzero(y == 0)[:100],
+                np.flatnonzero(y == 1)[:100]]
     assert GroupInferrer(head=head).fit(X[few], y[few]).method_ == "cluster"
     with pytest.raises(InvalidParameterError, match="method"):
         GroupInferrer(head=head, method="kmeans").fit(X, y)
@@ -118,7 +119,8 @@ def test_adjusted_rand_index_of_the_auto_choice(digits):
 
 
 def _wga(est, b):
-    return worst_group_accuracy(b.y_test, est.predict(b.X_test), spurious=b.spurious_test)
+    return worst_group_accuracy(b.y_test, est.predict(b.X_test),
+                                spurious=b.spurious_test)
 
 
 def test_infer_groups_then_dfr_uses_no_label(digits):

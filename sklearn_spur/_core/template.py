@@ -120,6 +120,8 @@ class LastLayerClassifier(LinearSpurClassifier):
     _label_free = True
     _fit_on = "validation"
     _parameter_constraints: dict = {**SOLVER_CONSTRAINTS}
+    #: Merged by the methods that tune without group labels (``selection=``).
+    _selection_constraints: dict = SELECTION_CONSTRAINTS
 
     # ------------------------------------------------------------ template
     @_fit_context(prefer_skip_nested_validation=True)

@@ -41,9 +41,10 @@ METHODS = ("errors", "direction", "cluster")
 #: "auto": "cluster" when the BIC of every class's mixture settles on 2 to
 #: ``max_components - 1`` components (a clear cluster structure, as with the
 #: Gaussians), or when a class has fewer mistakes of the head than
-#: ``AUTO_MIN_ERRORS`` (too few for a mean); else "errors" when the head's mistakes are rarer than
-#: ``AUTO_MAX_ERROR_RATE`` in every class (held-out data as correlated as
-#: training: the mistakes are then mostly the minority groups), else
+#: ``AUTO_MIN_ERRORS`` (too few for a mean); else "errors" when the head's
+#: mistakes are rarer than ``AUTO_MAX_ERROR_RATE`` in every class (held-out
+#: data as correlated as training: the mistakes are then mostly the minority
+#: groups), else
 #: "direction" (balanced held-out data: many majority samples are mistakes too,
 #: and the side of the error direction separates the groups better).
 AUTO_MIN_ERRORS = 10
@@ -150,8 +151,9 @@ class GroupInferrer(BaseEstimator):
         y_idx = np.searchsorted(self._head.classes, y)
         if not np.array_equal(self._head.classes[np.minimum(
                 y_idx, len(self._head.classes) - 1)], y):
-            raise ValueError(f"{type(self).__name__}: y holds labels that are not "
-                             f"classes of the head ({self._head.classes.tolist()[:10]}).")
+            raise ValueError(
+                f"{type(self).__name__}: y holds labels that are not classes of the "
+                f"head ({self._head.classes.tolist()[:10]}).")
         return y_idx, head_evidence(self._head, X, y_idx)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -334,7 +336,8 @@ def infer_groups(X, y, *, head, method="auto", random_state=None):
 def inferred_strata(X, y, y_idx, head, method, random_state):
     """Codes of the (class, inferred group) pairs of ``(X, y)``, compact from 0."""
     pseudo = infer_groups(X, y, head=head, method=method, random_state=random_state)
-    return np.unique(y_idx * (pseudo.max() + 1) + pseudo, return_inverse=True)[1].ravel()
+    codes = y_idx * (pseudo.max() + 1) + pseudo
+    return np.unique(codes, return_inverse=True)[1].ravel()
 
 
 def make_inferred_group_scorer(*, head=None, method="errors", random_state=0):

@@ -9,7 +9,6 @@ from sklearn.utils._param_validation import Interval
 
 from .._core.template import (
     MAX_ITER,
-    SELECTION_CONSTRAINTS,
     TOL,
     LastLayerClassifier,
     RefitProblem,
@@ -43,14 +42,30 @@ class AFRClassifier(LastLayerClassifier):
         The trained last layer, whose probabilities set the weights and toward
         which the refit is pulled. ``None`` fits an ERM head on ``X`` first (a
         weak stand-in: a head fitted on ``X`` makes few mistakes there).
-    gamma : float, default=1.0
-        Sharpness of the reweighting; 0 is class-balanced retraining.
-    lam : float, default=0.01
-        Strength of the pull toward the original head.
+    gamma : float or None, default=None
+        Sharpness of the reweighting; 0 is class-balanced retraining. ``None``
+        tunes it over ``gammas`` (see ``selection``).
+    gammas : array-like of float, default=(0, 0.5, 1, 2, 3, 4)
+        Candidates for ``gamma`` when it is None (larger values over-correct:
+        the refit leans on the opposite of the shortcut).
+    lam : float or None, default=None
+        Strength of the pull toward the original head; ``None`` tunes it over
+        ``lams``.
+    lams : array-like of float, default=(0.01, 0.1)
+        Candidates for ``lam`` when it is None.
+    selection : {"inferred", "worst_class"}, default="inferred"
+        How the candidates are compared, each fitted on one half of ``X`` and
+        scored on the other, without group labels: worst accuracy over the
+        (class, head right / wrong) pseudo-groups of
+        :func:`~sklearn_spur.infer_groups`, or worst-class accuracy (blind to
+        minority groups on held-out data drawn like training). With
+        ``spurious`` (routed to ``fit``) the true groups are used instead.
     max_iter : int, default=2000
         Maximum solver iterations.
     tol : float, default=1e-4
         Solver tolerance (max-norm of the gradient).
+    random_state : int, RandomState instance or None, default=None
+        Controls the selection halves.
 
     Attributes
     ----------
@@ -62,6 +77,11 @@ class AFRClassifier(LastLayerClassifier):
         Class labels (the head's).
     sample_weight_ : ndarray of shape (n_samples,)
         The AFR weights of the fitting samples (each class sums to 1 / n_classes).
+    gamma_, lam_ : float
+        The values used (chosen, or given).
+    selection_scores_ : dict
+        ``{((gamma, g), (lam, l)): held-out score}`` of every candidate (empty
+        when both are given).
     n_iter_ : int
         Solver iterations.
     n_features_in_ : int
@@ -95,7 +115,7 @@ class AFRClassifier(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        **SELECTION_CONSTRAINTS,
+        **LastLayerClassifier._selection_constraints,
         "gamma": [Interval(Real, 0, None, closed="left"), None],
         "gammas": ["array-like"],
         "lam": [Interval(Real, 0, None, closed="left"), None],

@@ -14,18 +14,12 @@ from .._core.cache import LRUCache
 from .._core.heads import resolve_head
 from .._core.solver import standardize_stats
 from .._core.subclass_head import SubclassHead
-from .._core.selection import stratified_halves, worst_stratum_accuracy
-from .._core.template import (
-    MAX_ITER,
-    SELECTION_CONSTRAINTS,
-    TOL,
-    LastLayerClassifier,
-    RefitProblem,
-)
+from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._editing import (
     check_fictitious,
     fictitious_values,
     log_proba,
+    select_strength,
     strength_grid,
     strength_shifts,
     subclass_cache_key,
@@ -86,7 +80,7 @@ class SingleWeightEditor(LastLayerClassifier):
         fits an L2 logistic regression on ``(X, y)``. Wrap a fitted
         scikit-learn classifier in :class:`sklearn.frozen.FrozenEstimator` so
         that cloning keeps it fitted.
-    strength : float in [0, 1] or "prior", default="prior"
+    strength : float in [0, 1], "prior" or "auto", default="prior"
         Degree of the edit: the bias of each fictitious output is lowered by
         ``-log(1 - strength)`` (0: no edit, 1: fictitious sub-classes removed).
         ``"prior"`` lowers each by its own log-ratio of sub-class frequencies
@@ -94,7 +88,9 @@ class SingleWeightEditor(LastLayerClassifier):
         (``prior_shift_``, never negative): the shift that makes them as
         frequent as the core sub-classes; 0 when the sub-classes were inferred
         (without ``spurious`` their frequencies carry no spurious prior).
-        Applied at prediction time.
+        ``"auto"``: chosen at fit time (``strength_``) by held-out worst accuracy
+        over the groups, or without ``spurious`` over inferred groups
+        (``selection``; see the user guide). Applied at prediction time.
     fictitious : {"head", "data"} or dict, default="head"
         Which attribute value is the fictitious sub-class of each class (used
         with ``spurious``):
@@ -123,12 +119,17 @@ class SingleWeightEditor(LastLayerClassifier):
         Maximum solver iterations (a ConvergenceWarning when reached).
     tol : float, default=1e-4
         Solver tolerance: stop when no gradient entry exceeds it.
+    selection : {"inferred", "worst_class"}, default="inferred"
+        ``strength="auto"`` without ``spurious``: worst accuracy over the (class,
+        head right / wrong) pairs of :func:`infer_groups`, or over the classes.
     memory : bool or None, default=True
         Keep the last 16 fitted sub-class heads in this process, keyed by a
         hash of everything the fit reads (embeddings, labels, attribute, head,
         class, every parameter but ``strength``): ``GridSearchCV`` over
         ``strength`` then fits once per fold. A hit gives what a refit would,
         as the estimator's own copies. ``False`` or ``None`` turns it off.
+    random_state : int, RandomState instance or None, default=None
+        Controls the halves of ``strength="auto"``.
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -148,6 +149,8 @@ class SingleWeightEditor(LastLayerClassifier):
         The outputs whose bias the edit lowers.
     fictitious_ : dict
         ``{class: value}`` of the fictitious sub-class of each edited class.
+    strength_, strength_scores_ : float, dict
+        With ``strength="auto"``: the choice, and ``{strength: held-out score}``.
     prior_shift_ : ndarray of shape (n_outputs,)
         The shift ``strength="prior"`` applies (0 for core outputs, and for
         all outputs when the sub-classes were inferred).
@@ -197,7 +200,7 @@ class SingleWeightEditor(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        **SELECTION_CONSTRAINTS,
+        **LastLayerClassifier._selection_constraints,
         "strength": [Interval(Real, 0, 1, closed="both"),
                      StrOptions({"prior", "auto"})],
         # A tuple (the training data, once accepted) is refused in fit with the fix.
@@ -270,35 +273,9 @@ class SingleWeightEditor(LastLayerClassifier):
         self.fictitious_mask_ = plan.mask
         self.fictitious_ = plan.fictitious
         self.prior_shift_ = plan.prior_shift
-        if self.strength == "auto":
-            self._select_strength(ctx)
-
-    def _select_strength(self, ctx):
-        """``strength="auto"``: the strength of best held-out worst accuracy.
-
-        The sub-class head is refit on one half of ``X`` and every strength of
-        :func:`strength_grid` scored on the other half (one pass over it), by
-        worst accuracy over the groups when ``spurious`` is given, else over the
-        pseudo-groups of ``selection`` (or the classes); the first best wins.
-        """
-        if ctx.head is None:
-            ctx.head = resolve_head(None, ctx.X, ctx.y, who=_WHO)
-        strata = self._selection_strata(ctx)
-        half = stratified_halves(strata, ctx.rng)
-        fit_ctx = ctx.subset(np.flatnonzero(half), "select")
-        coef, intercept, _ = LastLayerClassifier._fit_head(self, fit_ctx)
-        plan = fit_ctx.shared["plan"]
-        head = SubclassHead(coef, intercept, plan.output_class, plan.mask)
-        X, rows = ctx.X[~half], np.flatnonzero(~half)
-        strengths = [float(v) for v in strength_grid()]
-        products = head.products(X)
-        pred = np.stack([scores_to_index(head.decision_function(X, shift,
-                                                                products=products))
-                         for shift in strength_shifts(strengths, plan.mask,
-                                                      plan.prior_shift)], axis=1)
-        scores = worst_stratum_accuracy(pred, ctx.y_idx[rows], strata[rows])
-        self.strength_ = strengths[int(np.argmax(scores))]
-        self.strength_scores_ = dict(zip(strengths, scores.tolist()))
+        if self.strength == "auto":  # the template's uncached fit on a half
+            self.strength_, self.strength_scores_ = select_strength(
+                self, ctx, LastLayerClassifier._fit_head)
 
     # ----------------------------------------------------------- the edit
     def _subclass_head(self) -> SubclassHead:
@@ -313,8 +290,8 @@ class SingleWeightEditor(LastLayerClassifier):
             "Sequential(Linear, SubclassPooling).")
 
     def _shifts(self, strengths):
-        strengths = [getattr(self, "strength_", 0.0) if isinstance(s, str) and s == "auto"
-                     else s for s in strengths]
+        strengths = [getattr(self, "strength_", 0.0) if str(s) == "auto" else s
+                     for s in strengths]
         return strength_shifts(strengths, self.fictitious_mask_, self.prior_shift_)
 
     @property

@@ -9,7 +9,6 @@ from sklearn.utils._param_validation import Interval
 
 from .._core.template import (
     MAX_ITER,
-    SELECTION_CONSTRAINTS,
     TOL,
     LastLayerClassifier,
     RefitProblem,
@@ -34,15 +33,26 @@ class JTTClassifier(LastLayerClassifier):
     head : nn.Linear, (W, b[, classes]) tuple, fitted classifier or None, default=None
         The trained last layer, whose mistakes form the error set. ``None`` fits
         an ERM head on ``X`` first (a weak stand-in: it makes few mistakes there).
-    upweight : float, default=20.0
+    upweight : float or None, default=None
         Weight of the error set (the paper uses 20-100); 1 is plain ERM.
+        ``None`` tunes it over ``upweights`` (see ``selection``).
+    upweights : array-like of float, default=(1, 2, 5, 10, 20, 50, 100)
+        Candidates for ``upweight`` when it is None.
     C : float, default=1.0
         Inverse L2 regularisation strength (scikit-learn's convention, scaled by
         the total sample weight).
+    selection : {"inferred", "worst_class"}, default="inferred"
+        How the candidates are compared, each fitted on one half of ``X`` and
+        scored on the other, without group labels: worst accuracy over the
+        (class, head right / wrong) pseudo-groups of
+        :func:`~sklearn_spur.infer_groups`, or worst-class accuracy. With
+        ``spurious`` (routed to ``fit``) the true groups are used instead.
     max_iter : int, default=2000
         Maximum solver iterations.
     tol : float, default=1e-4
         Solver tolerance (max-norm of the gradient).
+    random_state : int, RandomState instance or None, default=None
+        Controls the selection halves.
 
     Attributes
     ----------
@@ -54,6 +64,10 @@ class JTTClassifier(LastLayerClassifier):
         Class labels (the head's).
     error_set_ : ndarray of shape (n_samples,) of bool
         The fitting samples the head got wrong.
+    upweight_ : float
+        The upweight used (chosen, or given).
+    selection_scores_ : dict
+        ``{upweight: held-out score}`` of every candidate (empty when given).
     n_iter_ : int
         Solver iterations.
     n_features_in_ : int
@@ -87,7 +101,7 @@ class JTTClassifier(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        **SELECTION_CONSTRAINTS,
+        **LastLayerClassifier._selection_constraints,
         "upweight": [Interval(Real, 1, None, closed="left"), None],
         "upweights": ["array-like"],
         "C": [Interval(Real, 0, None, closed="neither")],

@@ -19,13 +19,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core.groups import balanced_weights
 from .._core.solver import standardize_stats
-from .._core.template import (
-    MAX_ITER,
-    SELECTION_CONSTRAINTS,
-    TOL,
-    LastLayerClassifier,
-    RefitProblem,
-)
+from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._neuron_deltas import (
     _GUARD_SAMPLES,
     neuron_delta_scorer,
@@ -76,17 +70,14 @@ class NeuronTuner(LastLayerClassifier):
     signed embeddings the mistakes differ from the successes in the core
     features too, the rule flags most units, and zeroing them all collapses
     accuracy. The guard ``max_accuracy_drop`` prevents that: the mask is
-    accepted only if the worst accuracy over inferred groups (``selection``)
-    of the retrained head on held-out halves (2-fold cross-fitting on ``X``)
-    is at most
-    ``max_accuracy_drop`` below that of the
-    same retraining without the mask; otherwise it is halved (keeping the
-    largest ``delta_``) until it is. Signed embeddings are warned about.
+    accepted only if the worst-class accuracy (``selection``) of the retrained
+    head on held-out halves (2-fold cross-fitting on ``X``) is at most
+    ``max_accuracy_drop`` below that of the same retraining without the mask;
+    otherwise it is halved (keeping the largest ``delta_``) until it is. Signed embeddings are warned about.
 
-    Select ``threshold`` and ``C`` without group labels with
-    ``GridSearchCV(..., scoring=make_inferred_group_scorer())`` (or
-    ``worst_class_scorer``, or the paper's ``neuron_delta_scorer``); with
-    group labels, ``worst_group_scorer`` works
+    Select ``threshold`` and ``C`` without group labels with ``GridSearchCV``
+    and ``make_inferred_group_scorer()``, ``worst_class_scorer`` or the paper's
+    ``neuron_delta_scorer``; with group labels, ``worst_group_scorer`` works
     as for every estimator (``fit`` requests no ``spurious``).
 
     Parameters
@@ -108,11 +99,10 @@ class NeuronTuner(LastLayerClassifier):
         units stay in the score of the class whose mistakes did not flag them,
         as evidence against it.
     max_accuracy_drop : "auto", float in [0, 1] or None, default="auto"
-        The guard: largest loss of held-out worst accuracy (over the strata of
-        ``selection``) that the mask may cost against the same retraining
-        without it. ``"auto"`` allows one standard error of that accuracy
-        (``sqrt(p (1 - p) / n)``, ``n`` the held-out size of the smallest
-        class), so that noise alone does
+        The guard: largest loss of held-out worst accuracy (``selection``) that
+        the mask may cost against the same retraining without it. ``"auto"``
+        allows one standard error of that accuracy (``sqrt(p (1 - p) / n)``,
+        ``n`` the held-out size of the smallest class), so that noise alone does
         not reject a mask; 0 keeps a mask only if it costs nothing. ``None``
         applies the thresholded mask as it is (then a mask that covers every
         unit raises).
@@ -128,14 +118,10 @@ class NeuronTuner(LastLayerClassifier):
     standardize : bool, default=True
         Standardise the embeddings for the retraining (folded into ``coef_``).
     selection : {"worst_class", "inferred"}, default="worst_class"
-        What the guard's accuracies are taken over: the classes (worst-class
-        accuracy), or the (class, head right / wrong) pairs
-        :func:`~sklearn_spur.infer_groups` finds on ``X`` with ``head`` (worst
-        inferred-group accuracy). The guard only limits a loss, so it keeps
-        worst-class accuracy by default: on dense CNN units with held-out data
-        as correlated as training, the inferred groups let it accept masks
-        that cost worst-group accuracy (measured in
-        ``docs/guide/no_group_labels.rst``), and masking does not help there.
+        The guard's accuracies: over the classes, or over the (class, head
+        right / wrong) pairs of :func:`~sklearn_spur.infer_groups` (on dense
+        units with correlated held-out data it accepts harmful masks: see the
+        guide "I have no group labels").
     max_iter : int, default=2000
         Maximum solver iterations per retraining.
     tol : float, default=1e-4
@@ -163,8 +149,7 @@ class NeuronTuner(LastLayerClassifier):
         Units (per-class entries with ``"class"``) above the threshold, before
         the guard.
     guard_scores_ : dict
-        ``{number masked: held-out worst accuracy}`` (over the strata of
-        ``selection``) of every mask the
+        ``{number masked: held-out worst accuracy}`` of every mask the
         guard tried, 0 (no mask) included; empty when the guard did not run
         (``max_accuracy_drop=None``, or nothing flagged).
     skipped_classes_ : list
@@ -220,7 +205,7 @@ class NeuronTuner(LastLayerClassifier):
     _sequential_selection = True
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
-        **SELECTION_CONSTRAINTS,
+        **LastLayerClassifier._selection_constraints,
         "head": "no_validation",
         "threshold": [Real],
         "aggregate": [StrOptions({"any", "all", "class"})],
