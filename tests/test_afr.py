@@ -129,7 +129,8 @@ def test_worst_class_selection_stays_available_and_fails_here(label_free_digits)
     b = label_free_digits[0, 0.95]
     afr = AFRClassifier(head=b.head, selection="worst_class", random_state=0)
     afr.fit(b.X_val, b.y_val)
-    wga = worst_group_accuracy(b.y_test, afr.predict(b.X_test), spurious=b.spurious_test)
+    wga = worst_group_accuracy(b.y_test, afr.predict(b.X_test),
+                               spurious=b.spurious_test)
     assert wga < 0.5  # blind to the minority groups: 0.387 (inferred: 0.748)
 
 

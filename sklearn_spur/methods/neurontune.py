@@ -73,7 +73,8 @@ class NeuronTuner(LastLayerClassifier):
     accepted only if the worst-class accuracy (``selection``) of the retrained
     head on held-out halves (2-fold cross-fitting on ``X``) is at most
     ``max_accuracy_drop`` below that of the same retraining without the mask;
-    otherwise it is halved (keeping the largest ``delta_``) until it is. Signed embeddings are warned about.
+    otherwise it is halved (keeping the largest ``delta_``) until it is.
+    Signed embeddings are warned about.
 
     Select ``threshold`` and ``C`` without group labels with ``GridSearchCV``
     and ``make_inferred_group_scorer()``, ``worst_class_scorer`` or the paper's
