@@ -63,3 +63,22 @@ def label_free_digits():
                                      spurious=b.spurious_test) for e in (erm, dfr))
             out[seed, vr] = b
     return out
+
+
+@pytest.fixture(scope="session")
+def mean_test_wga(label_free_digits):
+    """``mean_test_wga(val_rho, make)``: mean test WGA over seeds 0-2 of
+    ``make(bunch).fit(X_val, y_val)`` (no group label passed)."""
+    import numpy as np
+
+    from sklearn_spur import worst_group_accuracy
+
+    def mean_wga(vr, make, seeds=(0, 1, 2)):
+        out = []
+        for seed in seeds:
+            b = label_free_digits[seed, vr]
+            est = make(b).fit(b.X_val, b.y_val)
+            out.append(worst_group_accuracy(b.y_test, est.predict(b.X_test),
+                                            spurious=b.spurious_test))
+        return float(np.mean(out))
+    return mean_wga

@@ -105,7 +105,9 @@ class AFRClassifier(LastLayerClassifier):
     >>> y = rng.integers(0, 2, 400); s = np.where(rng.random(400) < .9, y, 1 - y)
     >>> X = np.c_[y + rng.normal(0, .8, 400), s + rng.normal(0, .1, 400)]
     >>> head = (np.array([[0.5, 4.0]]), np.array([-2.2]))  # leans on the attribute
-    >>> afr = AFRClassifier(head=head, gamma=8).fit(X, y)
+    >>> afr = AFRClassifier(head=head, random_state=0).fit(X, y)  # no group label
+    >>> afr.gamma_, afr.lam_
+    (4.0, 0.01)
     >>> bool(afr.coef_[0, 0] / afr.coef_[0, 1] > 0.5 / 4.0)  # less on the attribute
     True
     """
