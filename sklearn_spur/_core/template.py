@@ -70,8 +70,6 @@ SOLVER_CONSTRAINTS: dict = {
 SELECTION_CONSTRAINTS: dict = {
     "selection": [StrOptions({"inferred", "worst_class"})],
 }
-#: How the label-free selection infers its groups (see _selection_strata).
-SELECTION_METHOD = "errors"
 #: Defaults that agree across estimators.
 MAX_ITER, TOL = 2000, 1e-4
 
@@ -228,21 +226,20 @@ default=None
         """Strata the selection scores worst accuracy over.
 
         The groups when ``spurious`` is given; else, with ``selection="inferred"``
-        and a head, the (class, head right / wrong) pairs of
-        :func:`~sklearn_spur.infer_groups` (``method="errors"``: the most
-        reliable selection signal on balanced and on correlated held-out data,
-        see ``docs/guide/no_group_labels.rst``), found on the whole fitting data
-        so that both halves hold every pseudo-group; else the classes
-        (worst-class accuracy).
+        and a head, the pseudo-groups of
+        ``concepts.inference.selection_strata`` (a clear
+        per-class mixture, else the head's right / wrong split), found on the
+        whole fitting data so that both halves hold every pseudo-group; else
+        the classes (worst-class accuracy).
         """
         if (ctx.groups is not None or ctx.head is None
                 or getattr(self, "selection", "worst_class") != "inferred"):
             return ctx.strata
         if "inferred_strata" not in ctx.shared:
-            from ..concepts.inference import inferred_strata
+            from ..concepts.inference import selection_strata
 
-            ctx.shared["inferred_strata"] = inferred_strata(
-                ctx.X, ctx.y, ctx.y_idx, ctx.head, SELECTION_METHOD,
+            ctx.shared["inferred_strata"] = selection_strata(
+                ctx.X, ctx.y, ctx.y_idx, ctx.head,
                 int(ctx.rng.integers(np.iinfo(np.int32).max)))
         return ctx.shared["inferred_strata"]
 

@@ -1,18 +1,11 @@
 """Group inference without group labels: pseudo-groups within every class.
 
-A user with no group annotation can still name the groups a shortcut creates,
-approximately, from the deployed head and the embeddings. Within each class,
-
-- ``"errors"``: the head's mistakes against its successes (JTT's error set);
-- ``"direction"``: the side of the class's error direction
-  ``mean(X | wrong) - mean(X | right)`` a sample falls on, thresholded at the
-  midpoint of the two means' projections (the annotation-free direction of
-  :class:`~sklearn_spur.SpuriousProbe`);
-- ``"cluster"``: a Gaussian mixture on a PCA-reduced copy of the class's
-  embeddings, the number of components chosen by BIC (GEORGE, Domino).
-
-The pseudo attribute these return is usable as ``spurious`` anywhere (DFR's
-balancing, its selection, the editor's sub-classes), and
+Within each class: ``"errors"``, the head's mistakes against its successes
+(JTT's error set); ``"direction"``, the side of the class's error direction
+``mean(X | wrong) - mean(X | right)`` a sample falls on (the annotation-free
+direction of :class:`~sklearn_spur.SpuriousProbe`); ``"cluster"``, a Gaussian
+mixture on a PCA of the class's embeddings, its size chosen by BIC (GEORGE,
+Domino). The pseudo attribute is usable as ``spurious`` anywhere, and
 :func:`make_inferred_group_scorer` turns it into a label-free ``scoring=``.
 """
 
@@ -38,15 +31,11 @@ from ..methods._neuron_deltas import _LabelFreeScorer
 __all__ = ["GroupInferrer", "infer_groups", "make_inferred_group_scorer"]
 
 METHODS = ("errors", "direction", "cluster")
-#: "auto": "cluster" when the BIC of every class's mixture settles on 2 to
-#: ``max_components - 1`` components (a clear cluster structure, as with the
-#: Gaussians), or when a class has fewer mistakes of the head than
-#: ``AUTO_MIN_ERRORS`` (too few for a mean); else "errors" when the head's
-#: mistakes are rarer than ``AUTO_MAX_ERROR_RATE`` in every class (held-out
-#: data as correlated as training: the mistakes are then mostly the minority
-#: groups), else
-#: "direction" (balanced held-out data: many majority samples are mistakes too,
-#: and the side of the error direction separates the groups better).
+#: "auto": "cluster" when BIC finds a clear mixture in every class, or when a
+#: class has fewer mistakes than AUTO_MIN_ERRORS; else "errors" when mistakes
+#: are rarer than AUTO_MAX_ERROR_RATE in every class (correlated held-out data:
+#: they are mostly the minority groups), else "direction" (balanced held-out
+#: data, where many majority samples are mistakes too).
 AUTO_MIN_ERRORS = 10
 AUTO_MAX_ERROR_RATE = 0.15
 
@@ -187,9 +176,8 @@ class GroupInferrer(BaseEstimator):
                         for c in range(n_classes)]
         method = self.method
         if method == "auto":
-            k = [0 if m is None else m[1].n_components for m in mixtures]
-            clear = all(2 <= kk < self.max_components for kk in k)
-            method = ("cluster" if clear or wrong.min() < AUTO_MIN_ERRORS else
+            method = ("cluster" if _clear(mixtures, self.max_components)
+                      or wrong.min() < AUTO_MIN_ERRORS else
                       "errors" if rate.max() < AUTO_MAX_ERROR_RATE else "direction")
         self.method_ = method
         if method == "direction":
@@ -205,9 +193,9 @@ class GroupInferrer(BaseEstimator):
                     self.thresholds_[c] = (mu_bad @ d + mu_good @ d) / 2
         elif method == "cluster":
             self.mixtures_ = mixtures
-        self.n_groups_ = np.array([len(np.unique(g)) for g in
-                                   _per_class(self._infer(X, y_idx, ev), y_idx,
-                                              n_classes)])
+        pseudo = self._infer(X, y_idx, ev)
+        self.n_groups_ = np.array([len(np.unique(pseudo[y_idx == c]))
+                                   for c in range(n_classes)])
         return self
 
     def _fit_mixture(self, Xc, proba, rs):
@@ -255,9 +243,8 @@ class GroupInferrer(BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Embeddings.
         y : array-like of shape (n_samples,), default=None
-            Class labels (groups are found within each class). ``None`` uses
-            the head's predicted classes (unlabelled data; then the head makes
-            no mistake by definition and ``"errors"`` gives 0 everywhere).
+            Class labels (groups are within classes). ``None``: the head's
+            predictions (then ``"errors"`` gives 0 everywhere).
 
         Returns
         -------
@@ -287,10 +274,6 @@ class GroupInferrer(BaseEstimator):
         spurious : ndarray of shape (n_samples,) of int
         """
         return self.fit(X, y).predict(X, y)
-
-
-def _per_class(pseudo, y_idx, n_classes):
-    return [pseudo[y_idx == c] for c in range(n_classes)]
 
 
 def infer_groups(X, y, *, head, method="auto", random_state=None):
@@ -333,9 +316,24 @@ def infer_groups(X, y, *, head, method="auto", random_state=None):
                          random_state=random_state).fit_predict(X, y)
 
 
-def inferred_strata(X, y, y_idx, head, method, random_state):
-    """Codes of the (class, inferred group) pairs of ``(X, y)``, compact from 0."""
-    pseudo = infer_groups(X, y, head=head, method=method, random_state=random_state)
+def _clear(mixtures, max_components):
+    """Whether BIC settled on 2 to ``max_components - 1`` components in every class."""
+    k = [0 if m is None else m[1].n_components for m in mixtures]
+    return all(2 <= kk < max_components for kk in k)
+
+
+def selection_strata(X, y, y_idx, head, random_state):
+    """Codes of the (class, pseudo-group) pairs the label-free selection scores over.
+
+    The mixture's components when BIC finds a clear structure in every class,
+    else the head's right / wrong split (``"errors"``): the two that select
+    best (``docs/guide/no_group_labels.rst``; ``"direction"`` groups mislead
+    the selection on balanced CNN embeddings). Compact codes from 0.
+    """
+    inferrer = GroupInferrer(head=head, method="cluster", random_state=random_state)
+    pseudo = inferrer.fit_predict(X, y)
+    if not _clear(inferrer.mixtures_, inferrer.max_components):
+        pseudo = infer_groups(X, y, head=head, method="errors")
     codes = y_idx * (pseudo.max() + 1) + pseudo
     return np.unique(codes, return_inverse=True)[1].ravel()
 
