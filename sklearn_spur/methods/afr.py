@@ -55,9 +55,10 @@ class AFRClassifier(LastLayerClassifier):
         Candidates for ``lam`` when it is None.
     selection : {"inferred", "worst_class"}, default="inferred"
         How the candidates are compared, each fitted on one half of ``X`` and
-        scored on the other, without group labels: worst accuracy over the
-        (class, head right / wrong) pseudo-groups of
-        :func:`~sklearn_spur.infer_groups`, or worst-class accuracy (blind to
+        scored on the other, without group labels: worst accuracy over
+        pseudo-groups inferred with the head (a clear per-class mixture, else
+        its right / wrong split; see :func:`~sklearn_spur.infer_groups`), or
+        worst-class accuracy (blind to
         minority groups on held-out data drawn like training). With
         ``spurious`` (routed to ``fit``) the true groups are used instead.
     max_iter : int, default=2000

@@ -120,8 +120,8 @@ class SingleWeightEditor(LastLayerClassifier):
     tol : float, default=1e-4
         Solver tolerance: stop when no gradient entry exceeds it.
     selection : {"inferred", "worst_class"}, default="inferred"
-        ``strength="auto"`` without ``spurious``: worst accuracy over the (class,
-        head right / wrong) pairs of :func:`infer_groups`, or over the classes.
+        ``strength="auto"`` without ``spurious``: worst accuracy over groups
+        inferred as AFR's selection does (:func:`infer_groups`), or classes.
     memory : bool or None, default=True
         Keep the last 16 fitted sub-class heads in this process, keyed by a
         hash of everything the fit reads (embeddings, labels, attribute, head,

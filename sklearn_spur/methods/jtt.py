@@ -43,9 +43,10 @@ class JTTClassifier(LastLayerClassifier):
         the total sample weight).
     selection : {"inferred", "worst_class"}, default="inferred"
         How the candidates are compared, each fitted on one half of ``X`` and
-        scored on the other, without group labels: worst accuracy over the
-        (class, head right / wrong) pseudo-groups of
-        :func:`~sklearn_spur.infer_groups`, or worst-class accuracy. With
+        scored on the other, without group labels: worst accuracy over
+        pseudo-groups inferred with the head (a clear per-class mixture, else
+        its right / wrong split; see :func:`~sklearn_spur.infer_groups`), or
+        worst-class accuracy. With
         ``spurious`` (routed to ``fit``) the true groups are used instead.
     max_iter : int, default=2000
         Maximum solver iterations.

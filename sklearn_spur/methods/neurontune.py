@@ -119,8 +119,8 @@ class NeuronTuner(LastLayerClassifier):
     standardize : bool, default=True
         Standardise the embeddings for the retraining (folded into ``coef_``).
     selection : {"worst_class", "inferred"}, default="worst_class"
-        The guard's accuracies: over the classes, or over the (class, head
-        right / wrong) pairs of :func:`~sklearn_spur.infer_groups` (on dense
+        The guard's accuracies: over the classes, or over pseudo-groups inferred as
+        AFR's selection does (:func:`~sklearn_spur.infer_groups`; on dense
         units with correlated held-out data it accepts harmful masks: see the
         guide "I have no group labels").
     max_iter : int, default=2000
