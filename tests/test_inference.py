@@ -110,8 +110,8 @@ def _ari(b, method):
 
 def test_adjusted_rand_index_of_the_auto_choice(digits):
     # Mean ARI per class over seeds 0-2 (docs/guide/no_group_labels.rst):
-    # correlated held-out data: errors 0.62, direction 0.48, cluster 0.06;
-    # balanced: errors 0.31, direction 0.49, cluster 0.36. BIC finds no clear
+    # correlated held-out data: errors 0.62, direction 0.48, cluster 0.07;
+    # balanced: errors 0.31, direction 0.49, cluster 0.35. BIC finds no clear
     # mixture here (4 components of 4), so "auto" picks errors, then direction.
     corr = np.mean([_ari(digits[s, 0.95], "auto") for s in SEEDS])
     bal = np.mean([_ari(digits[s, None], "auto") for s in SEEDS])

@@ -43,11 +43,9 @@ AUTO_MAX_ERROR_RATE = 0.15
 class GroupInferrer(BaseEstimator):
     """Infer pseudo-groups within every class from a head and the embeddings.
 
-    Fit on one split (held-out data the head was not trained on), then
-    :meth:`predict` the pseudo attribute of any split. The attribute is an
-    integer per sample, meaningful within each class (0: the head's confident
-    majority, 1 and above: the rest); pass it as ``spurious=`` to any
-    estimator or metric: groups are always (class, attribute) pairs.
+    Fit on held-out data the head was not trained on, then :meth:`predict` the
+    pseudo attribute of any split: an integer per sample, meaningful within
+    each class (0: the head's confident majority); pass it as ``spurious=``.
 
     Parameters
     ----------
@@ -60,11 +58,10 @@ class GroupInferrer(BaseEstimator):
         uses ``"cluster"`` when BIC finds a clear mixture in every class
         (between 2 and ``max_components - 1`` components) or when the head
         makes fewer than 10 mistakes in some class of ``X``; else ``"errors"``
-        when its error rate is below 15 % in
-        every class (held-out data drawn like training), else ``"direction"``
-        (balanced held-out data). The rule is measured in
-        ``docs/guide/no_group_labels.rst`` (adjusted Rand index against the
-        true groups, and the worst-group accuracy of the selections it drives).
+        when its error rate is below 15 % in every class (held-out data drawn
+        like training), else ``"direction"`` (balanced held-out data). The
+        rule is measured in ``docs/guide/no_group_labels.rst`` (adjusted Rand
+        index against the true groups, and what the selections reach).
     max_components : int, default=4
         With ``"cluster"``: mixtures of 1 to ``max_components`` components
         are fitted per class and the one of lowest BIC is kept.
@@ -85,8 +82,8 @@ class GroupInferrer(BaseEstimator):
     thresholds_ : ndarray of shape (n_classes,)
         With ``"direction"``: the midpoint of the projections of the two means.
     mixtures_ : list
-        With ``"cluster"``: per class, ``(pca, mixture, order)`` (``order``
-        maps mixture components to pseudo values, most confident first).
+        With ``"cluster"``: per class, ``((pca, scale), mixture, order)``
+        (``order``: component to pseudo value, most confident first).
     n_groups_ : ndarray of shape (n_classes,)
         Pseudo values per class on the fitting data.
     n_features_in_ : int
@@ -202,8 +199,10 @@ class GroupInferrer(BaseEstimator):
         if len(Xc) < 2:
             return None
         n_pca = min(self.n_pca, Xc.shape[1], len(Xc) - 1)
-        pca = PCA(n_components=n_pca, random_state=rs.randint(2**31 - 1)).fit(Xc)
-        Zc = pca.transform(Xc)
+        Xc = Xc.astype(np.float64)
+        pca = PCA(n_pca, random_state=rs.randint(2**31 - 1)).fit(Xc)
+        scale = np.sqrt(max(pca.explained_variance_[0], 1e-300))  # X in any unit
+        Zc = pca.transform(Xc) / scale
         best, best_bic = None, np.inf
         for k in range(1, min(self.max_components, len(Xc)) + 1):
             gm = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4,
@@ -217,7 +216,7 @@ class GroupInferrer(BaseEstimator):
                          for j in range(best.n_components)])
         order = np.empty(best.n_components, np.intp)
         order[np.argsort(-conf, kind="stable")] = np.arange(best.n_components)
-        return pca, best, order
+        return (pca, scale), best, order
 
     def _infer(self, X, y_idx, ev):
         pseudo = np.zeros(len(y_idx), np.intp)
@@ -231,8 +230,9 @@ class GroupInferrer(BaseEstimator):
                 proj = X[rows] @ self.directions_[c]
                 pseudo[rows] = (proj > self.thresholds_[c]) & self.directions_[c].any()
             elif self.mixtures_[c] is not None:
-                pca, gm, order = self.mixtures_[c]
-                pseudo[rows] = order[gm.predict(pca.transform(X[rows]))]
+                (pca, scale), gm, order = self.mixtures_[c]
+                Z = pca.transform(X[rows].astype(float)) / scale
+                pseudo[rows] = order[gm.predict(Z)]
         return pseudo
 
     def predict(self, X, y=None):
