@@ -33,6 +33,23 @@ in its time:
   validation, identification and retraining on validation. No group label
   is used anywhere (its masks' guard is on, the default).
 
+Every other classifier of the registry
+(:func:`sklearn_spur.utils.discovery.all_estimators`) runs as it declares
+(:func:`~sklearn_spur.utils.discovery.requirements`): with the validation
+attribute when it needs group labels, without it when it is label-free, with
+the original head when it uses one, fitted on validation with its defaults
+(its own selection, label-free for AFR and JTT). Recipe rows are explicit:
+
+- **IG->DFR**: ``DFRClassifier`` on validation with the groups
+  ``infer_groups(X_val, y_val, head=head)`` infers (no group label anywhere).
+
+Every case runs twice (``--heldout``): with balanced validation data (as
+before; those columns are computed exactly as before) and with validation data
+as correlated as training (``val_rho = rho``: no balanced held-out set exists,
+the CelebA setting). A second table gives the *adjusted* mean accuracy: test
+group accuracies weighted by the training split's group shares (the DFR, JTT
+and SpuCo convention).
+
 Cases (``--cases``, comma separated; all by default):
 
 - ``wd2-0.95``, ``wd2-0.90``, ``wd3-0.95``, ``wd3-0.90``:
@@ -59,7 +76,15 @@ Cases (``--cases``, comma separated; all by default):
   minority), validation 40 and test 80 per group, drawn per seed; the 4866
   snippets are embedded once and cached.
 
+- ``wd2-stripes``: two shortcuts, ``make_waterdigits(stripes=0.95)``: colour
+  and stripe texture each agree with the class for 95 % of the training
+  images, independently; only colour is annotated (``spurious``), and WGA is
+  over every (class, colour, stripes) group, so a method that removes the
+  colour shortcut but leaves the stripes shows it.
+
     python benchmarks/bench_wga.py [--seeds 0 1 2] [--cases wd2-0.95,gauss] [--fast]
+        [--heldout balanced,correlated]
+    python benchmarks/bench_wga.py --timing   # label-free fit+selection at 50k x 2048
 
 ``--fast`` runs 5 DFR fits instead of 20, a 9-point strength grid and the
 smaller text split of the example; use it for a smoke test.
@@ -88,6 +113,7 @@ from sklearn_spur import (  # noqa: E402
     RRClArCClassifier,
     SingleWeightEditor,
     SpuriousProbe,
+    infer_groups,
     strength_grid,
     worst_class_scorer,
     worst_group_accuracy,
@@ -96,9 +122,12 @@ from sklearn_spur.datasets import (  # noqa: E402
     make_spurious_gaussians,
     make_waterdigits,
 )
+from sklearn_spur.utils.discovery import all_estimators, requirements  # noqa: E402
 
 METHODS = ["ERM", "DFR", "Probe+LR", "RR-ClArC", "SWE (s)", "SWE (no s)", "NeuronTuner"]
-ALL_CASES = ["wd2-0.95", "wd2-0.90", "wd3-0.95", "wd3-0.90", "gauss", "text"]
+ALL_CASES = ["wd2-0.95", "wd2-0.90", "wd3-0.95", "wd3-0.90", "gauss", "text",
+             "wd2-stripes"]
+HELDOUT = ["balanced", "correlated"]
 
 
 # ---------------------------------------------------------------- the cases
@@ -106,17 +135,25 @@ def _split(X, y, s, idx):
     return X[idx], y[idx], s[idx]
 
 
-def load_waterdigits(n_classes, rho):
-    def load(seed, fast):
-        b = make_waterdigits(n_classes=n_classes, rho=rho, random_state=seed)
-        return {**{f"{k}_{p}": b[f"{k}_{p}"] for k in ("X", "y", "spurious")
-                   for p in ("train", "val", "test")}, "head": b.head}
+def load_waterdigits(n_classes, rho, stripes=None):
+    def load(seed, fast, heldout="balanced"):
+        b = make_waterdigits(n_classes=n_classes, rho=rho, random_state=seed,
+                             stripes=stripes,
+                             val_rho=None if heldout == "balanced" else rho)
+        out = {**{f"{k}_{p}": b[f"{k}_{p}"] for k in ("X", "y", "spurious")
+                  for p in ("train", "val", "test")}, "head": b.head}
+        if stripes is not None:  # measured over (class, colour, stripes) groups
+            for p in ("train", "test"):
+                out[f"groups_{p}"] = np.c_[b[f"spurious_{p}"], b[f"stripes_{p}"]]
+        return out
     return load
 
 
-def load_gaussians(seed, fast):
+def load_gaussians(seed, fast, heldout="balanced"):
     tr = make_spurious_gaussians(3000, rho=0.9, random_state=seed)
-    va = make_spurious_gaussians(1000, balanced=True, random_state=seed + 100)
+    va = (make_spurious_gaussians(1000, balanced=True, random_state=seed + 100)
+          if heldout == "balanced" else
+          make_spurious_gaussians(1000, rho=0.9, random_state=seed + 100))
     te = make_spurious_gaussians(3000, balanced=True, random_state=seed + 200)
     out = {}
     for name, b in (("train", tr), ("val", va), ("test", te)):
@@ -170,7 +207,7 @@ def _text_corpus():
     return Z, y, s
 
 
-def load_text(seed, fast):
+def load_text(seed, fast, heldout="balanced"):
     Z, y, s = _text_corpus()
     rng, free = np.random.default_rng(seed), np.ones(len(y), bool)
 
@@ -184,10 +221,14 @@ def load_text(seed, fast):
 
     n_major, n_minor, n_val, n_test = (80, 4, 20, 20) if fast else (200, 10, 40, 80)
     groups = [(1, 1), (0, 0), (1, 0), (0, 1)]
+    # correlated held-out data: the training split's 95 / 5 proportions
+    val = (dict.fromkeys(groups, n_val) if heldout == "balanced" else
+           {(1, 1): 2 * n_val - n_val // 10, (0, 0): 2 * n_val - n_val // 10,
+            (1, 0): n_val // 10, (0, 1): n_val // 10})
     parts = {
         "train": draw({(1, 1): n_major, (0, 0): n_major, (1, 0): n_minor,
                        (0, 1): n_minor}),
-        "val": draw(dict.fromkeys(groups, n_val)),
+        "val": draw(val),
         "test": draw(dict.fromkeys(groups, n_test)),
     }
     out = {"head": None}
@@ -204,6 +245,9 @@ CASES = {
     "wd3-0.90": ("WaterDigits, 3 classes, rho=0.90", load_waterdigits(3, 0.90)),
     "gauss": ("Gaussians (Sagawa et al. 2020), rho=0.9", load_gaussians),
     "text": ("Rotten Tomatoes x humour, MiniLM, rho=0.95", load_text),
+    "wd2-stripes": ("WaterDigits, 2 classes, colour and stripes at 0.95 "
+                    "(WGA over class x colour x stripes)",
+                    load_waterdigits(2, 0.95, stripes=0.95)),
 }
 
 
@@ -278,29 +322,88 @@ def fit_tuner(d, seed, fast):
 
 FITS = dict(zip(METHODS, [fit_erm, fit_dfr, fit_probe_lr, fit_rrclarc, fit_swe,
                           fit_swe_free, fit_tuner]))
+#: Registry classes the explicit recipes above already run.
+RECIPE_CLASSES = {"ERMClassifier", "DFRClassifier", "RRClArCClassifier",
+                  "SingleWeightEditor", "NeuronTuner"}
+
+
+def fit_ig_dfr(d, seed, fast):
+    pseudo = infer_groups(d["X_val"], d["y_val"], head=d["head"], random_state=seed)
+    return DFRClassifier(n_fits=5 if fast else 20, random_state=seed).fit(
+        d["X_val"], d["y_val"], spurious=pseudo)
+
+
+def registry_fit(cls):
+    """Fit ``cls`` as it declares: group labels or not, head or not, its split."""
+    needs = requirements(cls)
+
+    def fit(d, seed, fast):
+        params = cls().get_params()
+        kwargs = {}
+        if needs["head"] != "none" and "head" in params:
+            kwargs["head"] = d["head"]
+        if "random_state" in params:
+            kwargs["random_state"] = seed
+        split = "train" if needs["fit_on"] == "training" else "val"
+        fit_kwargs = ({"spurious": d[f"spurious_{split}"]}
+                      if needs["group_labels"] == "required" else {})
+        return cls(**kwargs).fit(d[f"X_{split}"], d[f"y_{split}"], **fit_kwargs)
+    return fit
+
+
+def all_methods():
+    """The explicit columns, then every other registry classifier, then recipes."""
+    fits = dict(FITS)
+    for name, cls in all_estimators("classifier"):
+        if name not in RECIPE_CLASSES:
+            fits[name.removesuffix("Classifier")] = registry_fit(cls)
+    fits["IG->DFR"] = fit_ig_dfr
+    return fits
+
+
+def adjusted_accuracy(y_test, pred, groups_test, y_train, groups_train):
+    """Test group accuracies weighted by the training split's group shares."""
+    def keys(y, g):
+        g = np.asarray(g).reshape(len(y), -1)
+        return [tuple(r) for r in np.c_[np.asarray(y).astype(str), g.astype(str)]]
+    train, test = keys(y_train, groups_train), keys(y_test, groups_test)
+    uniq, counts = np.unique(np.array(train), axis=0, return_counts=True)
+    shares = {tuple(u): c / len(train) for u, c in zip(uniq, counts)}
+    test_arr, correct = np.array(test), np.asarray(pred) == np.asarray(y_test)
+    total = 0.0
+    for key, share in shares.items():  # groups, not samples
+        rows = np.all(test_arr == np.array(key), axis=1)
+        if rows.any():
+            total += share * correct[rows].mean()
+    return total / sum(s for k, s in shares.items()
+                       if np.all(test_arr == np.array(k), axis=1).any())
 
 
 # ------------------------------------------------------------------- driver
-def run_case(key, seeds, fast):
+def run_case(key, seeds, fast, heldout="balanced", fits=None):
+    fits = fits or all_methods()
     title, load = CASES[key]
-    res = {m: [] for m in METHODS}
+    res = {m: [] for m in fits}
     for seed in seeds:
-        d = load(seed, fast)
+        d = load(seed, fast, heldout)
         if d["head"] is None:  # no network: ERM's head is "the original head"
             d["head"] = FrozenEstimator(fit_erm(d, seed, fast))
-        for m in METHODS:
+        g_test = d.get("groups_test", d["spurious_test"])
+        g_train = d.get("groups_train", d["spurious_train"])
+        for m, fit in fits.items():
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model = FITS[m](d, seed, fast)
+                model = fit(d, seed, fast)
             elapsed = time.perf_counter() - start
             pred = model.predict(d["X_test"])
             acc = float(np.mean(pred == d["y_test"]))
-            wga = worst_group_accuracy(d["y_test"], pred, spurious=d["spurious_test"],
+            wga = worst_group_accuracy(d["y_test"], pred, spurious=g_test,
                                        missing="ignore")
-            res[m].append((acc, wga, elapsed))
-        print(f"  {key} seed {seed}: " + ", ".join(
-            f"{m} {res[m][-1][1]:.2f}" for m in METHODS), file=sys.stderr, flush=True)
+            adj = adjusted_accuracy(d["y_test"], pred, g_test, d["y_train"], g_train)
+            res[m].append((acc, wga, elapsed, adj))
+        print(f"  {key} [{heldout}] seed {seed}: " + ", ".join(
+            f"{m} {res[m][-1][1]:.2f}" for m in fits), file=sys.stderr, flush=True)
     return title, res
 
 
@@ -310,29 +413,92 @@ def cell(values):
             f"**{a[:, 1].mean():.2f}±{a[:, 1].std():.2f}** ({a[:, 2].mean():.2f} s)")
 
 
+def adjusted_cell(values):
+    a = np.asarray(values)
+    return f"{a[:, 3].mean():.2f}±{a[:, 3].std():.2f}"
+
+
+def timing(n=50_000, d=2048, seed=0):
+    """Fit + selection time of each label-free pipeline / one DFRClassifier fit."""
+    from sklearn_spur import AFRClassifier, JTTClassifier
+
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = np.where(rng.random(n) < 0.95, y, 1 - y)
+    X = rng.normal(0, 1, (n, d)).astype(np.float32)
+    X[:, :16] += y[:, None].astype(np.float32)
+    X[:, 16:32] += 2 * s[:, None].astype(np.float32)
+    np.maximum(X, 0, out=X)
+    W = np.zeros((1, d), np.float32)
+    W[0, :16], W[0, 16:32] = 0.2, 0.6
+    head = (W, np.array([-(0.2 * 16 * 0.9 + 0.6 * 16 * 1.4)], np.float32))
+    runs = {
+        "DFRClassifier (true groups)": lambda: DFRClassifier(random_state=0).fit(
+            X, y, spurious=s),
+        "infer_groups -> DFR": lambda: DFRClassifier(random_state=0).fit(
+            X, y, spurious=infer_groups(X, y, head=head, random_state=0)),
+        "AFRClassifier": lambda: AFRClassifier(head=head, random_state=0).fit(X, y),
+        "JTTClassifier": lambda: JTTClassifier(head=head, random_state=0).fit(X, y),
+        "NeuronTuner": lambda: NeuronTuner(head=head, random_state=0).fit(X, y),
+        "SingleWeightEditor(strength='auto')": lambda: SingleWeightEditor(
+            head=head, strength="auto", memory=False, random_state=0).fit(X, y),
+    }
+    times = {}
+    for name, run in runs.items():
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run()
+        times[name] = time.perf_counter() - start
+        print(f"  {name}: {times[name]:.1f} s", file=sys.stderr, flush=True)
+    base = times["DFRClassifier (true groups)"]
+    print(f"Fit + selection time at {n} x {d} float32 (one run), ratio to one "
+          f"DFRClassifier fit ({base:.1f} s)\n")
+    print("| pipeline | seconds | ratio |\n|---|---|---|")
+    for name, t in times.items():
+        print(f"| {name} | {t:.1f} | {t / base:.2f} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cases", default=",".join(ALL_CASES))
+    parser.add_argument("--heldout", default=",".join(HELDOUT))
     parser.add_argument("--fast", action="store_true")
+    parser.add_argument("--timing", action="store_true")
     args = parser.parse_args()
+    if args.timing:
+        return timing()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = set(cases) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}; choose from {ALL_CASES}")
-
-    rows = []
-    for c in cases:  # each row also goes to stderr as soon as its case is done
-        rows.append(run_case(c, args.seeds, args.fast))
-        title, res = rows[-1]
-        print(f"| {title} | " + " | ".join(cell(res[m]) for m in METHODS) + " |",
-              file=sys.stderr, flush=True)
-    print(f"Test mean accuracy / **worst-group accuracy** (mean±std over seeds "
-          f"{args.seeds}) (fit+tuning time){' [--fast]' if args.fast else ''}\n")
-    print("| case | " + " | ".join(METHODS) + " |")
-    print("|---" * (len(METHODS) + 1) + "|")
-    for title, res in rows:
-        print(f"| {title} | " + " | ".join(cell(res[m]) for m in METHODS) + " |")
+    modes = [h.strip() for h in args.heldout.split(",") if h.strip()]
+    if set(modes) - set(HELDOUT):
+        parser.error(f"--heldout takes {HELDOUT}")
+    fits = all_methods()
+    names = list(fits)
+    for heldout in modes:
+        rows = []
+        for c in cases:  # each row also goes to stderr as soon as its case is done
+            rows.append(run_case(c, args.seeds, args.fast, heldout, fits))
+            title, res = rows[-1]
+            print(f"| {title} | " + " | ".join(cell(res[m]) for m in names) + " |",
+                  file=sys.stderr, flush=True)
+        print(f"\n### Held-out data: {heldout}\n")
+        print(f"Test mean accuracy / **worst-group accuracy** (mean±std over seeds "
+              f"{args.seeds}) (fit+tuning time){' [--fast]' if args.fast else ''}\n")
+        print("| case | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for title, res in rows:
+            print(f"| {title} | " + " | ".join(cell(res[m]) for m in names) + " |")
+        print("\nAdjusted mean accuracy (test group accuracies weighted by the "
+              "training split's group shares)\n")
+        print("| case | " + " | ".join(names) + " |")
+        print("|---" * (len(names) + 1) + "|")
+        for title, res in rows:
+            print(f"| {title} | " + " | ".join(adjusted_cell(res[m]) for m in names)
+                  + " |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,12 @@ its names is first used), :mod:`sklearn_spur.metrics`, and a private core
 import importlib
 
 from ._io import load_embeddings, save_embeddings
-from .concepts import SpuriousProbe
+from .concepts import (
+    GroupInferrer,
+    SpuriousProbe,
+    infer_groups,
+    make_inferred_group_scorer,
+)
 from . import methods
 from .methods import *  # noqa: F403 (every method, found by the package)
 from .metrics import (
@@ -52,12 +57,15 @@ def __dir__():
 
 __all__ = sorted([
     *methods.__all__,
+    "GroupInferrer",
     "RRClArCNet",
     "SpuriousProbe",
     "TorchFeatureExtractor",
     "extract_sharded",
     "group_report",
+    "infer_groups",
     "load_embeddings",
+    "make_inferred_group_scorer",
     "make_worst_group_scorer",
     "replace_head",
     "save_embeddings",

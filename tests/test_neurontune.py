@@ -329,3 +329,18 @@ def test_mask_folds_into_the_model(waterdigits):
                                   tuner.predict(b.X_test))
     np.testing.assert_allclose(logits[:, 1] - logits[:, 0],
                                tuner.decision_function(b.X_test), atol=1e-4)
+
+
+def test_guard_selection_options_on_correlated_held_out_data(label_free_digits):
+    # Correlated held-out data (val_rho=0.95), no group label. Test WGA, seeds
+    # 0-4, guard by worst-class accuracy (the default): about ERM (0.29 0.38
+    # 0.26 0.37 0.30); by inferred groups: 0.15 0.00 0.24 0.03 0.55. On these
+    # dense CNN units masking cannot remove the colour, and the inferred groups
+    # let the guard accept masks that cost the minority groups: the issue's
+    # +0.20 over ERM does not hold for NeuronTuner (see the guide).
+    b = label_free_digits[0, 0.95]
+    wc = _quiet_fit(NeuronTuner(head=b.head, random_state=0), b.X_val, b.y_val)
+    inf = _quiet_fit(NeuronTuner(head=b.head, selection="inferred", random_state=0),
+                     b.X_val, b.y_val)
+    assert wc.guard_scores_ and inf.guard_scores_
+    assert _wga(wc, b.X_test, b.y_test, b.spurious_test) >= b.wga_erm - 0.02

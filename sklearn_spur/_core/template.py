@@ -29,7 +29,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .base import LinearSpurClassifier
 from .groups import encode_groups, reject_unexpected_fit_params
@@ -66,6 +66,10 @@ SOLVER_CONSTRAINTS: dict = {
     "max_iter": [Interval(Integral, 1, None, closed="left")],
     "tol": [Interval(Real, 0, None, closed="neither")],
 }
+#: The label-free selection switch of the methods that tune without group labels.
+SELECTION_CONSTRAINTS: dict = {
+    "selection": [StrOptions({"inferred", "worst_class"})],
+}
 #: Defaults that agree across estimators.
 MAX_ITER, TOL = 2000, 1e-4
 
@@ -97,6 +101,8 @@ class LastLayerClassifier(LinearSpurClassifier):
     _label_free = True
     _fit_on = "validation"
     _parameter_constraints: dict = {**SOLVER_CONSTRAINTS}
+    #: Merged by the methods that tune without group labels (``selection=``).
+    _selection_constraints: dict = SELECTION_CONSTRAINTS
 
     # ------------------------------------------------------------ template
     @_fit_context(prefer_skip_nested_validation=True)
@@ -208,8 +214,25 @@ default=None
         return None
 
     def _selection_strata(self, ctx):
-        """Strata the selection scores worst accuracy over (groups, else classes)."""
-        return ctx.strata
+        """Strata the selection scores worst accuracy over.
+
+        The groups when ``spurious`` is given; else, with ``selection="inferred"``
+        and a head, the pseudo-groups of
+        ``concepts.inference.selection_strata`` (a clear
+        per-class mixture, else the head's right / wrong split), found on the
+        whole fitting data so that both halves hold every pseudo-group; else
+        the classes (worst-class accuracy).
+        """
+        if (ctx.groups is not None or ctx.head is None
+                or getattr(self, "selection", "worst_class") != "inferred"):
+            return ctx.strata
+        if "inferred_strata" not in ctx.shared:
+            from ..concepts.inference import selection_strata
+
+            ctx.shared["inferred_strata"] = selection_strata(
+                ctx.X, ctx.y, ctx.y_idx, ctx.head,
+                int(ctx.rng.integers(np.iinfo(np.int32).max)))
+        return ctx.shared["inferred_strata"]
 
     def _halves(self, ctx, strata):
         """The fitting half of the selection (stratified, from ``ctx.rng``)."""

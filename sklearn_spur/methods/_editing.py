@@ -23,15 +23,19 @@ import numpy as np
 from scipy.special import log_softmax
 from sklearn.utils._param_validation import InvalidParameterError
 
+from .._core.base import scores_to_index
 from .._core.cache import update_hash
 from .._core.groups import check_labels, check_spurious, encode_groups
-from .._core.subclass_head import solver_rows
+from .._core.heads import resolve_head
+from .._core.selection import stratified_halves, worst_stratum_accuracy
+from .._core.subclass_head import SubclassHead, solver_rows
 
 __all__ = [
     "SubclassPlan",
     "check_fictitious",
     "fictitious_values",
     "log_proba",
+    "select_strength",
     "strength_grid",
     "strength_shifts",
     "subclass_cache_key",
@@ -332,3 +336,37 @@ def log_proba(scores):
     if scores.ndim == 1:
         scores = np.stack([np.zeros_like(scores), scores], axis=1)
     return log_softmax(scores, axis=1)
+
+
+def select_strength(editor, ctx, fit_head):
+    """``strength="auto"``: the strength of best held-out worst accuracy.
+
+    The sub-class head is refit (``fit_head(editor, half_ctx)``, the template's
+    uncached fit) on one half of the context and every strength of
+    :func:`strength_grid` scored on the other half in one pass, by worst
+    accuracy over the editor's selection strata (the groups when ``spurious``
+    is given, else inferred groups or the classes). The first best wins.
+
+    Returns
+    -------
+    strength : float
+    scores : dict
+        ``{strength: held-out score}``.
+    """
+    if ctx.head is None:  # the ERM head defines the inferred groups
+        ctx.head = resolve_head(None, ctx.X, ctx.y, who=_WHO)
+    strata = editor._selection_strata(ctx)
+    half = stratified_halves(strata, ctx.rng)
+    fit_ctx = ctx.subset(np.flatnonzero(half), "select")
+    coef, intercept, _ = fit_head(editor, fit_ctx)
+    plan = fit_ctx.shared["plan"]
+    head = SubclassHead(coef, intercept, plan.output_class, plan.mask)
+    rows = np.flatnonzero(~half)
+    X = ctx.X[rows]
+    strengths = [float(v) for v in strength_grid()]
+    products = head.products(X)
+    pred = np.stack([
+        scores_to_index(head.decision_function(X, shift, products=products))
+        for shift in strength_shifts(strengths, plan.mask, plan.prior_shift)], axis=1)
+    scores = worst_stratum_accuracy(pred, ctx.y_idx[rows], strata[rows])
+    return strengths[int(np.argmax(scores))], dict(zip(strengths, scores.tolist()))

@@ -17,6 +17,9 @@ from .._core.template import (
 
 __all__ = ["AFRClassifier"]
 
+AFR_GAMMAS = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0)
+AFR_LAMS = (0.01, 0.1)
+
 
 class AFRClassifier(LastLayerClassifier):
     """Automatic Feature Reweighting: retrain the head on the samples it finds hard.
@@ -39,14 +42,31 @@ class AFRClassifier(LastLayerClassifier):
         The trained last layer, whose probabilities set the weights and toward
         which the refit is pulled. ``None`` fits an ERM head on ``X`` first (a
         weak stand-in: a head fitted on ``X`` makes few mistakes there).
-    gamma : float, default=1.0
-        Sharpness of the reweighting; 0 is class-balanced retraining.
-    lam : float, default=0.01
-        Strength of the pull toward the original head.
+    gamma : float or None, default=None
+        Sharpness of the reweighting; 0 is class-balanced retraining. ``None``
+        tunes it over ``gammas`` (see ``selection``).
+    gammas : array-like of float, default=(0, 0.5, 1, 2, 3, 4)
+        Candidates for ``gamma`` when it is None (larger values over-correct:
+        the refit leans on the opposite of the shortcut).
+    lam : float or None, default=None
+        Strength of the pull toward the original head; ``None`` tunes it over
+        ``lams``.
+    lams : array-like of float, default=(0.01, 0.1)
+        Candidates for ``lam`` when it is None.
+    selection : {"inferred", "worst_class"}, default="inferred"
+        How the candidates are compared, each fitted on one half of ``X`` and
+        scored on the other, without group labels: worst accuracy over
+        pseudo-groups inferred with the head (a clear per-class mixture, else
+        its right / wrong split; see :func:`~sklearn_spur.infer_groups`), or
+        worst-class accuracy (blind to
+        minority groups on held-out data drawn like training). With
+        ``spurious`` (routed to ``fit``) the true groups are used instead.
     max_iter : int, default=2000
         Maximum solver iterations.
     tol : float, default=1e-4
         Solver tolerance (max-norm of the gradient).
+    random_state : int, RandomState instance or None, default=None
+        Controls the selection halves.
 
     Attributes
     ----------
@@ -58,6 +78,11 @@ class AFRClassifier(LastLayerClassifier):
         Class labels (the head's).
     sample_weight_ : ndarray of shape (n_samples,)
         The AFR weights of the fitting samples (each class sums to 1 / n_classes).
+    gamma_, lam_ : float
+        The values used (chosen, or given).
+    selection_scores_ : dict
+        ``{((gamma, g), (lam, l)): held-out score}`` of every candidate (empty
+        when both are given).
     n_iter_ : int
         Solver iterations.
     n_features_in_ : int
@@ -81,7 +106,9 @@ class AFRClassifier(LastLayerClassifier):
     >>> y = rng.integers(0, 2, 400); s = np.where(rng.random(400) < .9, y, 1 - y)
     >>> X = np.c_[y + rng.normal(0, .8, 400), s + rng.normal(0, .1, 400)]
     >>> head = (np.array([[0.5, 4.0]]), np.array([-2.2]))  # leans on the attribute
-    >>> afr = AFRClassifier(head=head, gamma=4).fit(X, y)
+    >>> afr = AFRClassifier(head=head, random_state=0).fit(X, y)  # no group label
+    >>> afr.gamma_, afr.lam_
+    (4.0, 0.01)
     >>> from sklearn_spur import worst_group_accuracy
     >>> before = (X @ head[0].T + head[1] > 0).ravel().astype(int)
     >>> worst_group_accuracy(y, before, spurious=s)
@@ -95,20 +122,40 @@ class AFRClassifier(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        "gamma": [Interval(Real, 0, None, closed="left")],
-        "lam": [Interval(Real, 0, None, closed="left")],
+        **LastLayerClassifier._selection_constraints,
+        "gamma": [Interval(Real, 0, None, closed="left"), None],
+        "gammas": ["array-like"],
+        "lam": [Interval(Real, 0, None, closed="left"), None],
+        "lams": ["array-like"],
+        "random_state": ["random_state"],
     }
     __metadata_request__fit = {"spurious": False}
 
-    def __init__(self, *, head=None, gamma=1.0, lam=0.01, max_iter=MAX_ITER, tol=TOL):
+    def __init__(self, *, head=None, gamma=None, gammas=AFR_GAMMAS, lam=None,
+                 lams=AFR_LAMS, selection="inferred", max_iter=MAX_ITER, tol=TOL,
+                 random_state=None):
         self.head = head
         self.gamma = gamma
+        self.gammas = gammas
         self.lam = lam
+        self.lams = lams
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
+        self.random_state = random_state
+
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
+        for name in ("gammas", "lams"):
+            if getattr(self, name[:-1]) is None:
+                _check_grid(self, name)
+
+    def _selection_grid(self, ctx):
+        gammas = [self.gamma] if self.gamma is not None else _grid(self.gammas)
+        lams = [self.lam] if self.lam is not None else _grid(self.lams)
+        return [{"gamma": g, "lam": lam} for lam in lams for g in gammas]
 
     def _refit_problem(self, ctx, gamma=None, lam=None):
-        gamma = self.gamma if gamma is None else gamma
         p = ctx.evidence.proba_true.astype(np.float64)
         # exp(-gamma p) relative to each class's smallest exponent: no underflow.
         w = np.exp(-gamma * (p - p.max()))
@@ -117,8 +164,24 @@ class AFRClassifier(LastLayerClassifier):
         ctx.shared["weights"] = w
         W0, b0 = head_start(ctx)
         return RefitProblem(weights=w.astype(ctx.X.dtype),
-                            reg=self.lam if lam is None else lam, anchor=W0,
+                            reg=lam, anchor=W0,
                             coef_init=W0, intercept_init=b0)
 
     def _after_fit(self, ctx):
         self.sample_weight_ = ctx.shared["weights"]
+        self.gamma_ = float(self.best_params_["gamma"])
+        self.lam_ = float(self.best_params_["lam"])
+
+
+def _grid(values):
+    return [float(v) for v in np.asarray(values, dtype=np.float64).ravel()]
+
+
+def _check_grid(est, name):
+    """A grid of non-negative, finite values, or a ValueError naming it."""
+    values = np.asarray(getattr(est, name), dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values) & (values >= 0)):
+        raise ValueError(
+            f"{type(est).__name__}: {name} must hold non-negative, finite values; got "
+            f"{values.tolist()[:10]}. Pass a grid, or fix the value with "
+            f"`{name[:-1]}=`.")

@@ -19,6 +19,7 @@ from ._editing import (
     check_fictitious,
     fictitious_values,
     log_proba,
+    select_strength,
     strength_grid,
     strength_shifts,
     subclass_cache_key,
@@ -79,7 +80,7 @@ class SingleWeightEditor(LastLayerClassifier):
         fits an L2 logistic regression on ``(X, y)``. Wrap a fitted
         scikit-learn classifier in :class:`sklearn.frozen.FrozenEstimator` so
         that cloning keeps it fitted.
-    strength : float in [0, 1] or "prior", default="prior"
+    strength : float in [0, 1], "prior" or "auto", default="prior"
         Degree of the edit: the bias of each fictitious output is lowered by
         ``-log(1 - strength)`` (0: no edit, 1: fictitious sub-classes removed).
         ``"prior"`` lowers each by its own log-ratio of sub-class frequencies
@@ -87,7 +88,9 @@ class SingleWeightEditor(LastLayerClassifier):
         (``prior_shift_``, never negative): the shift that makes them as
         frequent as the core sub-classes; 0 when the sub-classes were inferred
         (without ``spurious`` their frequencies carry no spurious prior).
-        Applied at prediction time.
+        ``"auto"``: chosen at fit time (``strength_``) by held-out worst accuracy
+        over the groups, or without ``spurious`` over inferred groups
+        (``selection``; see the user guide). Applied at prediction time.
     fictitious : {"head", "data"} or dict, default="head"
         Which attribute value is the fictitious sub-class of each class (used
         with ``spurious``):
@@ -116,12 +119,17 @@ class SingleWeightEditor(LastLayerClassifier):
         Maximum solver iterations (a ConvergenceWarning when reached).
     tol : float, default=1e-4
         Solver tolerance: stop when no gradient entry exceeds it.
+    selection : {"inferred", "worst_class"}, default="inferred"
+        ``strength="auto"`` without ``spurious``: worst accuracy over groups
+        inferred as AFR's selection does (:func:`infer_groups`), or classes.
     memory : bool or None, default=True
         Keep the last 16 fitted sub-class heads in this process, keyed by a
         hash of everything the fit reads (embeddings, labels, attribute, head,
         class, every parameter but ``strength``): ``GridSearchCV`` over
         ``strength`` then fits once per fold. A hit gives what a refit would,
         as the estimator's own copies. ``False`` or ``None`` turns it off.
+    random_state : int, RandomState instance or None, default=None
+        Controls the halves of ``strength="auto"``.
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -141,6 +149,8 @@ class SingleWeightEditor(LastLayerClassifier):
         The outputs whose bias the edit lowers.
     fictitious_ : dict
         ``{class: value}`` of the fictitious sub-class of each edited class.
+    strength_, strength_scores_ : float, dict
+        With ``strength="auto"``: the choice, and ``{strength: held-out score}``.
     prior_shift_ : ndarray of shape (n_outputs,)
         The shift ``strength="prior"`` applies (0 for core outputs, and for
         all outputs when the sub-classes were inferred).
@@ -190,7 +200,9 @@ class SingleWeightEditor(LastLayerClassifier):
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
-        "strength": [Interval(Real, 0, 1, closed="both"), StrOptions({"prior"})],
+        **LastLayerClassifier._selection_constraints,
+        "strength": [Interval(Real, 0, 1, closed="both"),
+                     StrOptions({"prior", "auto"})],
         # A tuple (the training data, once accepted) is refused in fit with the fix.
         "fictitious": [StrOptions({"head", "data"}), dict, Hidden(tuple)],
         "confidence": [Interval(Real, 0, 1, closed="left")],
@@ -200,17 +212,19 @@ class SingleWeightEditor(LastLayerClassifier):
     }
 
     def __init__(self, *, head=None, strength="prior", fictitious="head",
-                 confidence=0.5, C=1.0, standardize=True, max_iter=MAX_ITER, tol=TOL,
-                 memory=True):
+                 confidence=0.5, C=1.0, standardize=True, selection="inferred",
+                 max_iter=MAX_ITER, tol=TOL, memory=True, random_state=None):
         self.head = head
         self.strength = strength
         self.fictitious = fictitious
         self.confidence = confidence
         self.C = C
         self.standardize = standardize
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
         self.memory = memory
+        self.random_state = random_state
 
     # ------------------------------------------------------ template hooks
     def _check_context(self, ctx):
@@ -259,6 +273,9 @@ class SingleWeightEditor(LastLayerClassifier):
         self.fictitious_mask_ = plan.mask
         self.fictitious_ = plan.fictitious
         self.prior_shift_ = plan.prior_shift
+        if self.strength == "auto":  # the template's uncached fit on a half
+            self.strength_, self.strength_scores_ = select_strength(
+                self, ctx, LastLayerClassifier._fit_head)
 
     # ----------------------------------------------------------- the edit
     def _subclass_head(self) -> SubclassHead:
@@ -273,6 +290,8 @@ class SingleWeightEditor(LastLayerClassifier):
             "Sequential(Linear, SubclassPooling).")
 
     def _shifts(self, strengths):
+        strengths = [getattr(self, "strength_", 0.0) if str(s) == "auto" else s
+                     for s in strengths]
         return strength_shifts(strengths, self.fictitious_mask_, self.prior_shift_)
 
     @property

@@ -71,15 +71,15 @@ class NeuronTuner(LastLayerClassifier):
     signed embeddings the mistakes differ from the successes in the core
     features too, the rule flags most units, and zeroing them all collapses
     accuracy. The guard ``max_accuracy_drop`` prevents that: the mask is
-    accepted only if the worst-class accuracy of the retrained head on
-    held-out halves (2-fold cross-fitting on ``X``) is at most
-    ``max_accuracy_drop`` below that of the
-    same retraining without the mask; otherwise it is halved (keeping the
-    largest ``delta_``) until it is. Signed embeddings are warned about.
+    accepted only if the worst-class accuracy (``selection``) of the retrained
+    head on held-out halves (2-fold cross-fitting on ``X``) is at most
+    ``max_accuracy_drop`` below that of the same retraining without the mask;
+    otherwise it is halved (keeping the largest ``delta_``) until it is.
+    Signed embeddings are warned about.
 
-    Select ``threshold`` and ``C`` without group labels with
-    ``GridSearchCV(..., scoring=worst_class_scorer)`` (or the paper's
-    ``neuron_delta_scorer``); with group labels, ``worst_group_scorer`` works
+    Select ``threshold`` and ``C`` without group labels with ``GridSearchCV``
+    and ``make_inferred_group_scorer()``, ``worst_class_scorer`` or the paper's
+    ``neuron_delta_scorer``; with group labels, ``worst_group_scorer`` works
     as for every estimator (``fit`` requests no ``spurious``).
 
     Parameters
@@ -101,10 +101,10 @@ class NeuronTuner(LastLayerClassifier):
         units stay in the score of the class whose mistakes did not flag them,
         as evidence against it.
     max_accuracy_drop : "auto", float in [0, 1] or None, default="auto"
-        The guard: largest loss of held-out worst-class accuracy that the mask
-        may cost against the same retraining without it. ``"auto"`` allows
-        one standard error of that accuracy (``sqrt(p (1 - p) / n)``, ``n``
-        the held-out size of the smallest class), so that noise alone does
+        The guard: largest loss of held-out worst accuracy (``selection``) that
+        the mask may cost against the same retraining without it. ``"auto"``
+        allows one standard error of that accuracy (``sqrt(p (1 - p) / n)``,
+        ``n`` the held-out size of the smallest class), so that noise alone does
         not reject a mask; 0 keeps a mask only if it costs nothing. ``None``
         applies the thresholded mask as it is (then a mask that covers every
         unit raises).
@@ -119,6 +119,11 @@ class NeuronTuner(LastLayerClassifier):
         :class:`~sklearn.linear_model.LogisticRegression`).
     standardize : bool, default=True
         Standardise the embeddings for the retraining (folded into ``coef_``).
+    selection : {"worst_class", "inferred"}, default="worst_class"
+        The guard's accuracies: over the classes, or over pseudo-groups inferred as
+        AFR's selection does (:func:`~sklearn_spur.infer_groups`; on dense
+        units with correlated held-out data it accepts harmful masks: see the
+        guide "I have no group labels").
     max_iter : int, default=2000
         Maximum solver iterations per retraining.
     tol : float, default=1e-4
@@ -146,7 +151,7 @@ class NeuronTuner(LastLayerClassifier):
         Units (per-class entries with ``"class"``) above the threshold, before
         the guard.
     guard_scores_ : dict
-        ``{number masked: held-out worst-class accuracy}`` of every mask the
+        ``{number masked: held-out worst accuracy}`` of every mask the
         guard tried, 0 (no mask) included; empty when the guard did not run
         (``max_accuracy_drop=None``, or nothing flagged).
     skipped_classes_ : list
@@ -202,6 +207,7 @@ class NeuronTuner(LastLayerClassifier):
     _sequential_selection = True
     _parameter_constraints: dict = {
         **LastLayerClassifier._parameter_constraints,
+        **LastLayerClassifier._selection_constraints,
         "head": "no_validation",
         "threshold": [Real],
         "aggregate": [StrOptions({"any", "all", "class"})],
@@ -215,7 +221,8 @@ class NeuronTuner(LastLayerClassifier):
 
     def __init__(self, *, head=None, threshold=0.0, aggregate="any",
                  max_accuracy_drop="auto", units=None, C=1.0, standardize=True,
-                 max_iter=MAX_ITER, tol=TOL, random_state=None):
+                 selection="worst_class", max_iter=MAX_ITER, tol=TOL,
+                 random_state=None):
         self.head = head
         self.threshold = threshold
         self.aggregate = aggregate
@@ -223,6 +230,7 @@ class NeuronTuner(LastLayerClassifier):
         self.units = units
         self.C = C
         self.standardize = standardize
+        self.selection = selection
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
@@ -348,7 +356,7 @@ class NeuronTuner(LastLayerClassifier):
         if len(scores) < 2:
             return None
         drop = self.max_accuracy_drop
-        if drop == "auto":  # one standard error of the baseline's worst-class accuracy
+        if drop == "auto":  # one standard error of the baseline's worst accuracy
             p = scores[0]
             drop = np.sqrt(p * (1 - p) / max(self._n_smallest, 1))
         if scores[-1] >= scores[0] - drop - 1e-12:
