@@ -98,6 +98,9 @@ def _grid(estimator):
             return {name: [value, max(1, value // 2)]}
         if isinstance(value, Real):
             return {name: [value, value / 2 if value else 0.5]}
+        if value is None and params.get(name + "s") is not None:
+            # tuned inside from its grid (AFR's gamma, JTT's upweight): fix it
+            return {name: [float(v) for v in list(params[name + "s"])[:2]]}
     raise AssertionError(f"{type(estimator).__name__}: no numeric parameter to grid")
 
 
