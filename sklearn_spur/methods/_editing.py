@@ -370,3 +370,30 @@ def select_strength(editor, ctx, fit_head):
         for shift in strength_shifts(strengths, plan.mask, plan.prior_shift)], axis=1)
     scores = worst_stratum_accuracy(pred, ctx.y_idx[rows], strata[rows])
     return strengths[int(np.argmax(scores))], dict(zip(strengths, scores.tolist()))
+
+
+def strength_path(est, X, strengths, method):
+    """:meth:`SingleWeightEditor.strength_path` on validated ``X``: one product
+    of ``X`` with the sub-class weights, then biases and pooling per strength."""
+    if method not in ("predict", "decision_function", "predict_proba"):
+        raise ValueError(
+            f"{_WHO}: method must be 'predict', 'decision_function' or "
+            f"'predict_proba', got {method!r}.")
+    if strengths is None:
+        strengths = strength_grid()
+    if isinstance(strengths, np.ndarray):
+        strengths = list(np.ravel(strengths))
+    elif np.isscalar(strengths):
+        strengths = [strengths]
+    head = est._subclass_head()
+    products = head.products(X)
+    out = []
+    for shift in est._shifts(strengths):  # strengths, not samples
+        # The very operations of decision_function, so each row equals it exactly.
+        scores = head.decision_function(X, shift, products=products)
+        if method == "predict":
+            scores = est.classes_[scores_to_index(scores)]
+        elif method == "predict_proba":
+            scores = np.exp(log_proba(scores))
+        out.append(scores)
+    return np.stack(out)

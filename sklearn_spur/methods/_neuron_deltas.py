@@ -93,3 +93,20 @@ worst_class_scorer = _LabelFreeScorer(_worst_class, "worst_class_scorer")
 """Label-free model selection: the lowest per-class accuracy (recall) on ``X``."""
 
 
+def given_mask(units, aggregate, n_classes, d):
+    """NeuronTuner's ``units=`` as a boolean mask (per class with ``"class"``)."""
+    given = units
+    units = np.asarray(units)
+    shape = (n_classes, d) if aggregate == "class" else (d,)
+    if units.dtype == bool:
+        if units.shape != shape:
+            raise ValueError(f"NeuronTuner: units as a boolean mask must have shape "
+                             f"{shape}; got {units.shape}.")
+        return units
+    if units.ndim != 1 or not np.issubdtype(units.dtype, np.integer) or (
+            units.size and (units.min() < -d or units.max() >= d)):
+        raise ValueError(f"NeuronTuner: units must be unit indices in [0, {d}) or a "
+                         f"boolean mask; got {given!r}.")
+    mask = np.zeros(d, bool)
+    mask[units] = True
+    return np.broadcast_to(mask, shape).copy()

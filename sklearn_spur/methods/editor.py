@@ -9,7 +9,6 @@ import numpy as np
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._core.base import scores_to_index
 from .._core.cache import LRUCache
 from .._core.heads import resolve_head
 from .._core.solver import standardize_stats
@@ -18,9 +17,9 @@ from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._editing import (
     check_fictitious,
     fictitious_values,
-    log_proba,
     select_strength,
     strength_grid,
+    strength_path,
     strength_shifts,
     subclass_cache_key,
     subclass_plan,
@@ -362,29 +361,7 @@ class SingleWeightEditor(LastLayerClassifier):
         path : ndarray of shape (n_strengths, n_samples[, n_classes])
             ``path[i]`` equals ``method(X)`` with ``strength=strengths[i]``.
         """
-        if method not in ("predict", "decision_function", "predict_proba"):
-            raise ValueError(
-                f"{_WHO}: method must be 'predict', 'decision_function' or "
-                f"'predict_proba', got {method!r}.")
-        X = self._validate_X(X)
-        if strengths is None:
-            strengths = strength_grid()
-        if isinstance(strengths, np.ndarray):
-            strengths = list(np.ravel(strengths))
-        elif np.isscalar(strengths):
-            strengths = [strengths]
-        head = self._subclass_head()
-        products = head.products(X)
-        out = []
-        for shift in self._shifts(strengths):  # strengths, not samples
-            # The very operations of decision_function, so each row equals it exactly.
-            scores = head.decision_function(X, shift, products=products)
-            if method == "predict":
-                scores = self.classes_[scores_to_index(scores)]
-            elif method == "predict_proba":
-                scores = np.exp(log_proba(scores))
-            out.append(scores)
-        return np.stack(out)
+        return strength_path(self, self._validate_X(X), strengths, method)
 
     # -------------------------------------------------------------- export
     def _torch_module(self, dtype):

@@ -22,6 +22,7 @@ from .._core.solver import standardize_stats
 from .._core.selection import stratified_halves
 from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._neuron_deltas import (
+    given_mask,
     _GUARD_SAMPLES,
     neuron_delta_scorer,
     neuron_deltas,
@@ -241,7 +242,8 @@ class NeuronTuner(LastLayerClassifier):
         X, who = ctx.X, type(self).__name__
         self.guard_scores_ = {}
         if self.units is not None:
-            ctx.shared["mask"] = self._given_mask(ctx)
+            ctx.shared["mask"] = given_mask(self.units, self.aggregate, ctx.n_classes,
+                                             ctx.X.shape[1])
             self.delta_ = None
             self.skipped_classes_, self.n_flagged_ = [], int(ctx.shared["mask"].sum())
             return
@@ -288,23 +290,6 @@ class NeuronTuner(LastLayerClassifier):
             k //= 2
         ctx.shared["k"] = k
         ctx.shared["stats"] = {}
-
-    def _given_mask(self, ctx):
-        units = np.asarray(self.units)
-        d = ctx.X.shape[1]
-        shape = (ctx.n_classes, d) if self.aggregate == "class" else (d,)
-        if units.dtype == bool:
-            if units.shape != shape:
-                raise ValueError(f"NeuronTuner: units as a boolean mask must have shape "
-                                 f"{shape}; got {units.shape}.")
-            return units
-        if units.ndim != 1 or not np.issubdtype(units.dtype, np.integer) or (
-                units.size and (units.min() < -d or units.max() >= d)):
-            raise ValueError(f"NeuronTuner: units must be unit indices in [0, {d}) or a "
-                             f"boolean mask; got {self.units!r}.")
-        mask = np.zeros(d, bool)
-        mask[units] = True
-        return np.broadcast_to(mask, shape).copy()
 
     def _mask_of(self, ctx, k):
         """The ``k`` most strongly flagged units (or class-unit pairs)."""
