@@ -512,8 +512,10 @@ def test_fitted_on_validation_with_tuned_strength_matches_dfr(fixture, request,
     ours = _wga(b, "test", search.predict(b.X_test))
     # ours - dfr, seeds 0-4: two classes +0.016 (here), -0.002, +0.009, +0.009,
     # -0.078 (mean -0.009, sd 0.039); three classes +0.002 (here), 0.000, +0.006,
-    # -0.017, +0.012 (mean 0.001, sd 0.011). Two classes: on this dataset only.
-    assert ours >= dfr - 0.03, (dfr, ours)
+    # -0.017, +0.012 (mean 0.001, sd 0.011). The bound sits 2 sd under the mean:
+    # with other CPU kernels the two-class gap here was -0.053 (C chosen apart).
+    slack = {"waterdigits": 0.09, "waterdigits3": 0.03}[fixture]
+    assert ours >= dfr - slack, (dfr, ours)
 
 
 @pytest.mark.parametrize("fixture", ["waterdigits", "waterdigits3"])

@@ -574,7 +574,13 @@ def test_pipeline_on_raw_images_reproduces_the_embedding_level_dfr(request):
     wga_pipe = worst_group_accuracy(data.y_test, pred_pipe, spurious=data.spurious_test)
     wga_emb = worst_group_accuracy(data.y_test, pred_emb, spurious=data.spurious_test)
     assert abs(wga_pipe - wga_emb) < 0.01
-    np.testing.assert_allclose(pipe[-1].coef_, on_embeddings.coef_, atol=1e-3)
+    # Not the coefficients themselves: the extractor's embeddings match the stored
+    # ones to 1e-5, and an L1 refit moves its weights by up to 10 % under such a
+    # perturbation (measured with AVX2 instead of AVX-512 kernels). Its decisions stay.
+    dec_pipe = pipe.decision_function(data.images_test)
+    dec_emb = on_embeddings.decision_function(data.X_test)
+    assert np.corrcoef(dec_pipe.ravel(), dec_emb.ravel())[0, 1] > 0.999
+    assert np.median(np.abs(dec_pipe - dec_emb)) < 0.02 * np.median(np.abs(dec_emb))
 
 
 def rotten_tomatoes():
@@ -641,3 +647,25 @@ def test_minilm_sentence_embeddings_feed_dfr(minilm):
     wga_dfr = worst_group_accuracy(y[test], dfr.predict(Z_test), spurious=s[test])
     assert wga_erm < 0.3  # ERM leans on humour
     assert wga_dfr > wga_erm + 0.15
+
+
+def test_sequence_without_iter_is_indexed_not_iterated(model, images):
+    # An object with __len__ and __getitem__ only: Python iterates it until an
+    # IndexError, which it never raises (it used to hang). It is read by index.
+    data = torch.as_tensor(images[:20])
+
+    class Seq:
+        calls = 0
+
+        def __len__(self):
+            return len(data)
+
+        def __getitem__(self, i):
+            Seq.calls += 1
+            if Seq.calls > 100:
+                raise RuntimeError("iterated past its length")
+            return data[i % len(data)]
+
+    got = extractor(model, memory=None).fit_transform(Seq())
+    want = extractor(model, memory=None).fit_transform(data)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

@@ -325,10 +325,14 @@ def test_mask_folds_into_the_model(waterdigits):
     patched.eval()
     with torch.no_grad():
         logits = patched(torch.as_tensor(b.images_test)).numpy()
-    np.testing.assert_array_equal(tuner.classes_[logits.argmax(1)],
-                                  tuner.predict(b.X_test))
-    np.testing.assert_allclose(logits[:, 1] - logits[:, 0],
-                               tuner.decision_function(b.X_test), atol=1e-4)
+    # The model recomputes the embeddings (equal to the stored ones to ~1e-5, the
+    # convolution kernels differ between processors): compare up to that.
+    margin = tuner.decision_function(b.X_test)
+    sure = np.abs(margin) > 1e-2
+    np.testing.assert_array_equal(tuner.classes_[logits.argmax(1)][sure],
+                                  tuner.predict(b.X_test)[sure])
+    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], margin,
+                               atol=1e-3 * max(1.0, np.abs(margin).max()))
 
 
 def test_guard_selection_options_on_correlated_held_out_data(label_free_digits):

@@ -75,6 +75,19 @@ def check_loader(loader):
             "Pass DataLoader(dataset, drop_last=False).")
 
 
+class _IndexedSequence(Dataset):
+    """A map-style view of an object with ``__len__`` and ``__getitem__`` only."""
+
+    def __init__(self, seq):
+        self.seq = seq
+
+    def __len__(self):
+        return len(self.seq)
+
+    def __getitem__(self, i):
+        return self.seq[i]
+
+
 def check_inputs(X, preprocess):
     """X in a form :func:`batches` takes; clear errors for what it cannot."""
     if isinstance(X, DataLoader):
@@ -90,6 +103,10 @@ def check_inputs(X, preprocess):
             raise TypeError(
                 f"TorchFeatureExtractor: X is a {type(X).__name__}, which has no "
                 "order or length; pass a list, an array, a tensor or a Dataset.")
+        if not hasattr(X, "__array__") and not hasattr(type(X), "__iter__"):
+            # A sequence by __len__/__getitem__ alone: iterating it only stops
+            # at an IndexError, which such objects may never raise. Index it.
+            return _IndexedSequence(X)
         X = np.asarray(X)  # pandas objects, array-likes
     if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] == 1 and \
             _is_strings(X[:, 0]):

@@ -185,6 +185,12 @@ class RRClArCNet(_RRClArCNetParts, ClassifierMixin, BaseEstimator):
     True
     """
 
+    # Declared for the registry (`requirements`): `spurious` fits the probe unless
+    # a fitted one is given, so the method reads group labels by default.
+    _uses_head = "required"
+    _label_free = False
+    __metadata_request__fit = {"spurious": True}
+
     _parameter_constraints: dict = {
         "head": [nn.Module],
         "probe": [HasMethods(["fit", "transform"]), None],
@@ -229,12 +235,12 @@ class RRClArCNet(_RRClArCNetParts, ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ inputs
-    def fit(self, A, y, *, spurious=None):
+    def fit(self, X, y, *, spurious=None):
         """Train a copy of ``head`` with cross-entropy and the RR-ClArC penalty.
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
+        X : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations of the chosen layer (the inputs of ``head``).
         y : array-like of shape (n_samples,)
             Class labels.
@@ -248,7 +254,7 @@ class RRClArCNet(_RRClArCNetParts, ClassifierMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        A = self._check_A(A, reset=True)
+        A = self._check_A(X, reset=True)
         y = host_array(y) if torch.is_tensor(y) else np.asarray(y)
         if y.ndim != 1 or len(y) != len(A):
             raise ValueError(f"RRClArCNet: y must be 1-D with {len(A)} labels (one per "
@@ -313,12 +319,12 @@ class RRClArCNet(_RRClArCNetParts, ClassifierMixin, BaseEstimator):
         A = self._check_A(A, reset=False)
         return self.net_.forward(A, training=False, device="cpu").numpy()
 
-    def decision_function(self, A):
+    def decision_function(self, X):
         """Logits of the trained layers.
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
+        X : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
@@ -326,39 +332,39 @@ class RRClArCNet(_RRClArCNetParts, ClassifierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             For two classes, the logit difference ``logit_1 - logit_0``.
         """
-        z = self._logits(A)
+        z = self._logits(X)
         return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
 
-    def predict_proba(self, A):
+    def predict_proba(self, X):
         """Softmax of the logits.
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
+        X : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
         """
-        z = self._logits(A)
+        z = self._logits(X)
         z = z - z.max(1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(1, keepdims=True)
 
-    def predict(self, A):
+    def predict(self, X):
         """Class labels.
 
         Parameters
         ----------
-        A : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
+        X : array-like or tensor of shape (n_samples, C, H, W) or (n_samples, d)
             Activations.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.classes_[self._logits(A).argmax(1)]
+        return self.classes_[self._logits(X).argmax(1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
