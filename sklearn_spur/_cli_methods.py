@@ -19,6 +19,7 @@ class Method:
     name: str
     fit: Callable
     needs: str  # what it needs, shown in the table
+    uses_head: bool = True  # reads the trained head (--head, or the ERM stand-in)
 
 
 def _erm(train, val, head, seed):
@@ -138,17 +139,19 @@ def _generic(cls):
 
 def _methods():
     """Every method of the registry, keyed as the command line names them."""
-    from .utils.discovery import all_estimators
+    from .utils.discovery import all_estimators, requirements
 
     methods = {}
     for name, cls in all_estimators(include_torch=False):
+        uses_head = requirements(cls)["head"] != "none"
         if name in RECIPES:
             for key, title, fit, needs in RECIPES[name]:
-                methods[key] = Method(title, fit, needs)
+                methods[key] = Method(title, fit, needs, uses_head)
         elif issubclass(cls, ClassifierMixin):
             fit, needs = _generic(cls)
             key = name.lower().removesuffix("classifier")
-            methods[key] = Method(name.removesuffix("Classifier"), fit, needs)
+            methods[key] = Method(name.removesuffix("Classifier"), fit, needs,
+                                  uses_head)
     first = [k for k in ("erm", "dfr") if k in methods]
     return {k: methods[k] for k in first + sorted(set(methods) - set(first))}
 

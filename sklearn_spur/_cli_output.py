@@ -85,12 +85,13 @@ def report_dict(report) -> dict:
 
 
 def results_json(command, rows, reports, *, version, skipped, warnings_shown,
-                 inputs) -> str:
+                 inputs, head=None) -> str:
     """The ``--json`` document: one entry per method, with its per-group table."""
     doc = {
         "command": command,
         "version": version,
         "inputs": inputs,
+        "head": head,
         "results": [{"method": r["key"], "name": r["name"], "needs": r["needs"],
                      "fit_seconds": r["fit_seconds"], **report_dict(reports[r["name"]])}
                     for r in rows],

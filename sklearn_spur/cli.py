@@ -4,6 +4,11 @@
 benchmark; ``sklearn-spur evaluate`` does the same on your precomputed
 embeddings. Each prints mean accuracy, worst-group accuracy (WGA) and fit time
 on the test split, and writes a per-group bar chart when matplotlib is there.
+``--head`` gives evaluate your model's trained last layer (``.npz`` or a torch
+state dict), which ERM and every head-based method then use; without it they
+use a logistic regression refitted on train, and the output says which.
+``sklearn-spur report`` writes the :func:`sklearn_spur.diagnose` report
+(HTML, Markdown or JSON).
 ``--json`` prints the results (with every group's accuracy) as JSON on stdout
 instead. Warnings (missing groups, classes a model cannot predict, solvers that
 did not converge) are shown once each on stderr. Bad input files end the
@@ -68,18 +73,19 @@ def run_methods(methods, train, val, test, *, head=None, seed=0, out=sys.stdout,
     return reports
 
 
-def _finish(args, command, methods, splits, out, *, head=None, skipped=None,
-            inputs=None):
+def _finish(args, command, methods, splits, out, *, head=None, head_text,
+            skipped=None, inputs=None, log=None):
     """Run the methods, then print the table (or the JSON document) and plot."""
-    log = WarningLog()
-    rows, reports = _run(methods, *splits, head=head, seed=args.seed, log=log)
+    log = WarningLog() if log is None else log
     info = sys.stderr if args.json else out
+    print(f"head: {head_text}", file=info)
+    rows, reports = _run(methods, *splits, head=head, seed=args.seed, log=log)
     if args.json:
         from . import __version__
 
         print(results_json(command, rows, reports, version=__version__,
                            skipped=skipped or {}, warnings_shown=log.shown,
-                           inputs=inputs or {}), file=out)
+                           inputs=inputs or {}, head=head_text), file=out)
     else:
         print_table(rows, out)
     if args.plot and not getattr(args, "no_plot", False):
@@ -133,7 +139,8 @@ def _cmd_demo(args, out):
     inputs = {"dataset": "make_waterdigits", "n_classes": args.n_classes,
               "rho": args.rho, "random_state": args.seed}
     return _finish(args, "demo", _unique(args.method), splits, out, head=b.head,
-                   inputs=inputs)
+                   head_text=f"the make_waterdigits CNN's last layer (W shape "
+                             f"{tuple(b.head.weight.shape)})", inputs=inputs)
 
 
 class InputFileError(ValueError):
@@ -165,6 +172,38 @@ def _load_split(path, name, require):
     return split
 
 
+def _check_widths(train, others):
+    """Every other split (and the head) reads as many features as train."""
+    for split, path in others:
+        if split is not None and split.X.shape[1] != train.X.shape[1]:
+            raise InputFileError(
+                f"{path}: embeddings have {split.X.shape[1]} features but the train "
+                f"file's have {train.X.shape[1]}."
+            )
+
+
+def load_head_or_refit(path, train, log):
+    """The ``--head`` file as a ``(W, b[, classes])`` tuple, and a description.
+
+    Without a file, a logistic regression fitted on train (ERM) stands in for
+    the trained head, the same one for every method.
+    """
+    from ._cli_head import describe_head, load_head
+
+    if path is None:
+        from .methods import ERMClassifier
+
+        with log.capture("the ERM head fitted on train"):
+            erm = ERMClassifier().fit(train.X, train.y)
+        return (erm.coef_, erm.intercept_, erm.classes_), describe_head(None, None)
+    head = load_head(path)
+    if head[0].shape[1] != train.X.shape[1]:
+        raise InputFileError(
+            f"{path}: the head takes {head[0].shape[1]} features but the embeddings "
+            f"have {train.X.shape[1]}. Pass the layer that reads these embeddings.")
+    return head, describe_head(path, head)
+
+
 def _missing_for(key, args, train, val):
     """What a method lacks in the given files (a message), or None."""
     if key != "erm" and val is None:
@@ -180,12 +219,8 @@ def _cmd_evaluate(args, out):
     train = _load_split(args.train, "train", ("y",))
     val = _load_split(args.val, "val", ("y",)) if args.val else None
     test = _load_split(args.test, "test", ("y", "spurious"))
-    for split, path in ((val, args.val), (test, args.test)):
-        if split is not None and split.X.shape[1] != train.X.shape[1]:
-            raise InputFileError(
-                f"{path}: embeddings have {split.X.shape[1]} features but the train "
-                f"file's have {train.X.shape[1]}."
-            )
+    _check_widths(train, ((val, args.val), (test, args.test)))
+    log = WarningLog()
     methods = _unique(args.method)
     lacking = {m: _missing_for(m, args, train, val) for m in methods}
     if args.method:  # asked for by name: refuse what cannot run
@@ -198,10 +233,21 @@ def _cmd_evaluate(args, out):
                 print(f"(skipping {METHODS[m].name}: {need})",
                       file=sys.stderr if args.json else out)
         methods = [m for m in methods if not lacking[m]]
-    inputs = {"train": args.train, "val": args.val, "test": args.test}
+    if args.head is None and not any(METHODS[m].uses_head for m in methods):
+        head, head_text = None, "none (the methods run read no head)"
+    else:
+        head, head_text = load_head_or_refit(args.head, train, log)
+    inputs = {"train": args.train, "val": args.val, "test": args.test,
+              "head": args.head}
     skipped = {m: need for m, need in lacking.items() if need}
-    return _finish(args, "evaluate", methods, (train, val, test), out,
-                   skipped=skipped, inputs=inputs)
+    return _finish(args, "evaluate", methods, (train, val, test), out, head=head,
+                   head_text=head_text, skipped=skipped, inputs=inputs, log=log)
+
+
+def _cmd_report(args, out):
+    from ._cli_report import run_report
+
+    return run_report(args, out)
 
 
 def _add_common(p, method_help):
@@ -240,8 +286,18 @@ def build_parser():
     ev.add_argument("--val", help=".npz with X, y, spurious (held-out data)")
     ev.add_argument("--test", required=True, help=".npz with X, y, spurious")
     _add_common(ev, method_help)
+    from ._cli_head import HEAD_HELP
+
+    ev.add_argument("--head", metavar="FILE", help=HEAD_HELP)
     ev.add_argument("--plot", help="write the per-group plot here")
     ev.set_defaults(run=_cmd_evaluate)
+
+    from ._cli_report import add_report_arguments
+
+    report = sub.add_parser(
+        "report", help="diagnose a trained head and write a report (HTML, MD, JSON)")
+    add_report_arguments(report)
+    report.set_defaults(run=_cmd_report)
     return parser
 
 

@@ -34,6 +34,7 @@ def test_demo_prints_table_and_plot(waterdigits, tmp_path):
     out = io.StringIO()
     code = main(["demo", "--plot", str(tmp_path / "p.png")], out=out)
     assert code == 0
+    assert "head: the make_waterdigits CNN's last layer (W shape (2, 64))" in out.getvalue()
     rows = _rows(out.getvalue())
     assert set(rows) == NAMES  # every method of the package is in the demo
     erm_wga = float(rows["ERM"][-2])
@@ -240,7 +241,9 @@ def test_method_takes_several_values(tmp_path, argv):
     code = main(["evaluate", "--train", train, "--val", train, "--test", train, *argv],
                 out=out)
     assert code == 0
-    names = [ln.split()[0] for ln in out.getvalue().splitlines()[1:]]
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("head: refitted logistic regression on train")
+    names = [ln.split()[0] for ln in lines[2:]]  # after the head line and the header
     assert names == ["DFR", "ERM"]
 
 

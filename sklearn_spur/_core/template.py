@@ -34,6 +34,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .base import LinearSpurClassifier
 from .groups import encode_groups, reject_unexpected_fit_params
 from .heads import resolve_head
+from .progress import VERBOSE_CONSTRAINTS, expect, progress_bar, tick
 from .refit import (
     FitContext,
     RefitProblem,
@@ -103,6 +104,8 @@ class LastLayerClassifier(LinearSpurClassifier):
     _parameter_constraints: dict = {**SOLVER_CONSTRAINTS}
     #: Merged by the methods that tune without group labels (``selection=``).
     _selection_constraints: dict = SELECTION_CONSTRAINTS
+    #: Merged by the methods whose fits take long enough to show a progress bar.
+    _verbose_constraints: dict = VERBOSE_CONSTRAINTS
 
     # ------------------------------------------------------------ template
     @_fit_context(prefer_skip_nested_validation=True)
@@ -133,8 +136,14 @@ default=None
             X, y, spurious, spurious_required=self._needs_group_labels)
         ctx = self._fit_context(X, y, s)
         self.classes_ = ctx.classes
-        self.coef_, self.intercept_, self.n_iter_ = self._fit_head(ctx)
-        self._after_fit(ctx)
+        # ``verbose`` (where a method declares it): a bar counting the fits
+        with progress_bar(getattr(self, "verbose", 0), total=0, desc=who,
+                          unit="fit") as bar:
+            ctx.shared["progress"] = bar
+            self.coef_, self.intercept_, self.n_iter_ = self._fit_head(ctx)
+            self._after_fit(ctx)
+            bar.total = bar.n  # fewer fits than announced (a stop, a cache hit)
+            ctx.shared.pop("progress")
         return self
 
     def _after_fit(self, ctx):
@@ -178,6 +187,7 @@ default=None
         """Selection (when a grid is given), then the final refit. Returns coef, b, it."""
         params, init = self._select(ctx)
         self.best_params_ = params
+        expect(ctx, 1, "final fit" if ctx.stage == "final" else "fit on a half")
         problem = self._refit_problem(ctx, **params)
         if problem is None:  # the method keeps the original head
             return ctx.head.coef.copy(), ctx.head.intercept.copy(), 0
@@ -192,6 +202,7 @@ default=None
         fits = [solve(ctx, p, max_iter=self.max_iter, tol=self.tol,
                       who=type(self).__name__) for p in problems]
         coef, intercept = self._finish(ctx, *self._combine(ctx, fits))
+        tick(ctx)
         return coef, intercept, max(fit.n_iter for fit in fits)
 
     def _combine(self, ctx, fits):
@@ -268,6 +279,8 @@ default=None
         folds = [(ctx.subset(a, "select"), ctx.X[b], ctx.y_idx[b],
                   self._scoring_strata(ctx, b, strata))
                  for a, b in splits[:self._selection_folds]]
+        expect(ctx, len(grid) * len(folds),
+               f"selection: {len(grid)} candidates x {len(folds)} fold(s)")
         if self._sequential_selection:
             scores, heads = [], []
             for params in grid:
@@ -305,6 +318,7 @@ default=None
             for part in np.split(np.arange(sum(sizes)), np.cumsum(sizes)[:-1]):
                 heads.append(self._finish(fit_ctx, fit.coef[part].mean(axis=0),
                                           fit.intercept[part].mean(axis=0)))
+            tick(fit_ctx, len(batch))
         return heads
 
 

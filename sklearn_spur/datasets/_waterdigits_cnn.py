@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
+
+from .._core.progress import progress_bar
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "data" / "waterdigits"
 
@@ -113,8 +114,8 @@ def train_cnn(images, y, n_classes, random_state, recipe, verbose=False):
     opt = torch.optim.Adam(model.parameters(), lr=recipe["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * n_batches)
     model.train()
-    with tqdm(total=epochs * n_batches, unit="batch", desc="make_waterdigits",
-              disable=not verbose, leave=False) as bar:
+    with progress_bar(verbose, total=epochs * n_batches, unit="batch",
+                      desc="make_waterdigits", leave=False) as bar:
         for epoch in range(epochs):
             perm = torch.randperm(len(X), generator=gen)
             total = 0.0

@@ -259,12 +259,12 @@ def warm_start(ctx, plan):
 def subclass_cache_key(estimator, ctx):
     """A SHA-256 of everything a fit reads: data, head, class and every parameter.
 
-    Only the prediction-time ``strength`` and the ``memory`` switch are left out.
+    Left out: ``strength`` (read at prediction), ``memory`` and ``verbose``.
     """
     h = hashlib.sha256()  # hardware-accelerated on most CPUs: ~2x blake2b here
     update_hash(h, ctx.X)
     params = {k: v for k, v in estimator.get_params(deep=False).items()
-              if k not in ("head", "strength", "memory")}
+              if k not in ("head", "strength", "memory", "verbose")}
     head = None if ctx.head is None else (ctx.head.coef, ctx.head.intercept,
                                           ctx.head.classes)
     small = (type(estimator).__module__, type(estimator).__qualname__, params,

@@ -60,6 +60,9 @@ class DFRClassifier(LastLayerClassifier):
         ``benchmarks/bench_dfr.py``).
     random_state : int, RandomState instance or None, default=None
         Controls the halves and the subsamples.
+    verbose : int, default=0
+        1: a progress bar (tqdm, on stderr) of the fits: the ``Cs`` (solved as
+        one batch) on the tuning half, then the final ``n_fits``; 2: it stays.
 
     Attributes
     ----------
@@ -114,10 +117,12 @@ class DFRClassifier(LastLayerClassifier):
         "penalty": [StrOptions({"l1", "l2"})],
         "standardize": ["boolean"],
         "random_state": ["random_state"],
+        **LastLayerClassifier._verbose_constraints,
     }
 
     def __init__(self, *, Cs=DFR_CS, C=None, n_fits=20, penalty="l1",
-                 standardize=True, max_iter=MAX_ITER, tol=TOL, random_state=None):
+                 standardize=True, max_iter=MAX_ITER, tol=TOL, random_state=None,
+                 verbose=0):
         self.Cs = Cs
         self.C = C
         self.n_fits = n_fits
@@ -126,6 +131,7 @@ class DFRClassifier(LastLayerClassifier):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.verbose = verbose
 
     def _check_context(self, ctx):
         super()._check_context(ctx)

@@ -129,6 +129,8 @@ class SingleWeightEditor(LastLayerClassifier):
         as the estimator's own copies. ``False`` or ``None`` turns it off.
     random_state : int, RandomState instance or None, default=None
         Controls the halves of ``strength="auto"``.
+    verbose : int, default=0
+        1: a progress bar (tqdm, on stderr) of the sub-class head fits; 2: it stays.
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
@@ -208,11 +210,13 @@ class SingleWeightEditor(LastLayerClassifier):
         "C": [Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
         "memory": ["boolean", None],
+        **LastLayerClassifier._verbose_constraints,
     }
 
     def __init__(self, *, head=None, strength="prior", fictitious="head",
                  confidence=0.5, C=1.0, standardize=True, selection="inferred",
-                 max_iter=MAX_ITER, tol=TOL, memory=True, random_state=None):
+                 max_iter=MAX_ITER, tol=TOL, memory=True, random_state=None,
+                 verbose=0):
         self.head = head
         self.strength = strength
         self.fictitious = fictitious
@@ -224,6 +228,7 @@ class SingleWeightEditor(LastLayerClassifier):
         self.tol = tol
         self.memory = memory
         self.random_state = random_state
+        self.verbose = verbose
 
     # ------------------------------------------------------ template hooks
     def _check_context(self, ctx):
@@ -343,9 +348,8 @@ class SingleWeightEditor(LastLayerClassifier):
     def strength_path(self, X, strengths=None, *, method="predict"):
         """Predictions at many strengths from one pass over ``X``.
 
-        The product of ``X`` with the sub-class weights is computed once; each
-        strength only adds its edited biases and pools again, so a whole curve
-        costs about one prediction.
+        ``X`` times the sub-class weights is computed once; each strength only
+        adds its edited biases and pools again: a curve costs about one prediction.
 
         Parameters
         ----------

@@ -18,23 +18,18 @@ from sklearn.utils import check_random_state, metadata_routing
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core.groups import balanced_weights
-from .._core.solver import standardize_stats
 from .._core.selection import stratified_halves
+from .._core.solver import standardize_stats
 from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._neuron_deltas import (
-    given_mask,
     _GUARD_SAMPLES,
+    given_mask,
     neuron_delta_scorer,
     neuron_deltas,
     worst_class_scorer,
 )
 
-__all__ = [
-    "NeuronTuner",
-    "neuron_delta_scorer",
-    "neuron_deltas",
-    "worst_class_scorer",
-]
+__all__ = ["NeuronTuner", "neuron_delta_scorer", "neuron_deltas", "worst_class_scorer"]
 
 def _masked(scale, mask):
     """Standardisation scale with the masked units at infinity: the solver's
@@ -131,6 +126,8 @@ class NeuronTuner(LastLayerClassifier):
         Solver tolerance.
     random_state : int, RandomState instance or None, default=None
         Controls the cross-fitting halves of the guard.
+    verbose : int, default=0
+        1: a progress bar (tqdm, on stderr) of the guard's fits; 2: it stays.
 
     Attributes
     ----------
@@ -218,12 +215,13 @@ class NeuronTuner(LastLayerClassifier):
         "C": [Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
         "random_state": ["random_state"],
+        **LastLayerClassifier._verbose_constraints,
     }
 
     def __init__(self, *, head=None, threshold=0.0, aggregate="any",
                  max_accuracy_drop="auto", units=None, C=1.0, standardize=True,
                  selection="worst_class", max_iter=MAX_ITER, tol=TOL,
-                 random_state=None):
+                 random_state=None, verbose=0):
         self.head = head
         self.threshold = threshold
         self.aggregate = aggregate
@@ -235,6 +233,7 @@ class NeuronTuner(LastLayerClassifier):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.verbose = verbose
 
     # ------------------------------------------------------- identification
     def _check_context(self, ctx):

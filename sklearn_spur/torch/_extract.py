@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_memory
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
+from .._core.progress import progress_bar
 from . import _cache, _runtime, sharded
 from ._files import NpyFileSink, Sink, check_out
 from ._runtime import _AUTOCAST_DTYPES, _RUN_LOCK, _StopForward
@@ -203,9 +203,9 @@ def extract(est, X, sink, *, first_batch_only=False):
     try:
         with (_RUN_LOCK, _runtime.borrowed(model, device, move),
               _runtime.capture(module, est.capture) as captured,
-              tqdm(total=n, initial=start, unit="sample", desc="TorchFeatureExtractor",
-                   leave=False, delay=_runtime._PROGRESS_DELAY,
-                   disable=not est.progress) as bar):
+              progress_bar(est.progress, total=n, initial=start, unit="sample",
+                           desc="TorchFeatureExtractor", leave=False,
+                           delay=_runtime._PROGRESS_DELAY) as bar):
             for i, batch in enumerate(_runtime.batches(
                     X, batch_size=est.batch_size, num_workers=est.num_workers,
                     preprocess=est.preprocess, device=device, start=start)):
