@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._cli_output import _label, _number
+from .._core.groups import encode_groups
 from .._core.heads import resolve_head
 from ..concepts import SpuriousProbe, infer_groups
 
@@ -52,18 +53,15 @@ def probe_evidence(head, fit, held_out, evaluation, random_state):
 def _histogram(scores, y, spurious):
     """Counts of the concept scores of every (class, value) group, shared bins."""
     edges = np.histogram_bin_edges(scores, bins=N_BINS)
-    pairs = np.unique(np.c_[np.unique(y, return_inverse=True)[1].ravel(),
-                            np.unique(spurious, return_inverse=True)[1].ravel()],
-                      axis=0, return_inverse=True)
-    codes = pairs[1].ravel()
+    groups = encode_groups(y, spurious)
     bins = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, N_BINS - 1)
-    counts = np.bincount(codes * N_BINS + bins,
-                         minlength=len(pairs[0]) * N_BINS).reshape(-1, N_BINS)
-    first = np.unique(codes, return_index=True)[1]
+    counts = np.bincount(groups.codes * N_BINS + bins,
+                         minlength=groups.n_groups * N_BINS).reshape(-1, N_BINS)
     return {"edges": edges.tolist(),
-            "groups": [{"class": _label(y[i].item()), "spurious": _label(
-                           np.asarray(spurious)[i].item()),
-                        "counts": counts[k].tolist()} for k, i in enumerate(first)]}
+            "groups": [{"class": _label(groups.label(k)[0]),
+                        "spurious": _label(groups.label(k)[1]),
+                        "counts": counts[k].tolist()}
+                       for k in np.flatnonzero(groups.counts)]}
 
 
 def slice_evidence(head, X, y, *, n_typical, random_state):

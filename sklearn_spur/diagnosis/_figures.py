@@ -33,7 +33,8 @@ def _new(width, height):
 
 
 def _report(rows, which):
-    groups = [(r["class"], r["spurious"]) for r in rows]
+    groups = [tuple(tuple(v) if isinstance(v, list) else v  # JSON lists: tuples
+                    for v in (r["class"], r["spurious"])) for r in rows]
     acc = np.array([np.nan if r[f"{which}_accuracy"] is None
                     else r[f"{which}_accuracy"] for r in rows])
     worst = int(np.nanargmin(acc))
