@@ -29,6 +29,7 @@ from .metrics import (
     worst_group_accuracy,
     worst_group_scorer,
 )
+from .diagnosis import Diagnosis, diagnose
 
 __version__ = "0.1.0"
 
@@ -57,10 +58,12 @@ def __dir__():
 
 __all__ = sorted([
     *methods.__all__,
+    "Diagnosis",
     "GroupInferrer",
     "RRClArCNet",
     "SpuriousProbe",
     "TorchFeatureExtractor",
+    "diagnose",
     "extract_sharded",
     "group_report",
     "infer_groups",
