@@ -52,7 +52,7 @@ from reference_dfr import dfr_reference, predict_reference  # noqa: E402
 
 from _registry import registry_fits  # noqa: E402
 
-from sklearn_spur import ERMClassifier  # noqa: E402
+from sklearn_spur import DFRClassifier, ERMClassifier  # noqa: E402
 
 
 def _rss_anon():
@@ -91,10 +91,18 @@ def measure(fn):
     return elapsed, cpu, peak[0] - base, out
 
 
+#: Estimators whose fit with a head only checks it (nothing to time): fitted
+#: without one, as their default does (ERMClassifier: one logistic regression).
+HEADLESS = {"ERMClassifier"}
+
+
 def estimators(head):
     """name -> (fit(X, y, s) -> fitted, predict(fitted, X)), from the registry."""
     out = {}
-    for name, (make, uses_s) in registry_fits(head).items():
+    fits = registry_fits(head)
+    headless = registry_fits(None)
+    fits.update({name: headless[name] for name in HEADLESS if name in fits})
+    for name, (make, uses_s) in fits.items():
         def fit(X, y, s, make=make, uses_s=uses_s):
             return make().fit(X, y, spurious=s) if uses_s else make().fit(X, y)
         predict = ((lambda m, X: m.transform(X)) if name.startswith("SpuriousProbe")

@@ -83,7 +83,7 @@ Cases (``--cases``, comma separated; all by default):
   colour shortcut but leaves the stripes shows it.
 
     python benchmarks/bench_wga.py [--seeds 0 1 2] [--cases wd2-0.95,gauss] [--fast]
-        [--heldout balanced,correlated]
+        [--heldout balanced,correlated] [--methods NeuronTuner,DFR]
     python benchmarks/bench_wga.py --timing   # label-free fit+selection at 50k x 2048
 
 ``--fast`` runs 5 DFR fits instead of 20, a 9-point strength grid and the
@@ -466,6 +466,8 @@ def main():
     parser.add_argument("--heldout", default=",".join(HELDOUT))
     parser.add_argument("--fast", action="store_true")
     parser.add_argument("--timing", action="store_true")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated columns to run (all by default)")
     args = parser.parse_args()
     if args.timing:
         return timing()
@@ -477,6 +479,12 @@ def main():
     if set(modes) - set(HELDOUT):
         parser.error(f"--heldout takes {HELDOUT}")
     fits = all_methods()
+    if args.methods:
+        chosen = [m.strip() for m in args.methods.split(",") if m.strip()]
+        if set(chosen) - set(fits):
+            parser.error(f"unknown methods {sorted(set(chosen) - set(fits))}; "
+                         f"choose from {list(fits)}")
+        fits = {m: fits[m] for m in chosen}
     names = list(fits)
     for heldout in modes:
         rows = []

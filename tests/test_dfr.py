@@ -53,6 +53,18 @@ def test_tuning_picks_from_grid_and_records_scores():
     assert fixed.C_ == 0.3 and fixed.tuning_scores_ == {}
 
 
+def test_every_C_is_tuned_on_the_same_subsample():
+    # The reference recipe: one group-balanced subsample of the fitting half for
+    # the whole grid, so a C's score does not depend on the other candidates.
+    # (float64 and a tight tol: the batched fits then agree to far below any
+    # margin, whatever else is in the batch)
+    X, y, s = _toy(n=300, seed=1, dtype=np.float64)
+    scores = [DFRClassifier(Cs=Cs, n_fits=2, tol=1e-9, random_state=0).fit(
+        X, y, spurious=s).tuning_scores_[0.1] for Cs in [(1.0, 0.1), (0.1, 0.03),
+                                                          (0.7, 0.3, 0.1)]]
+    assert scores[0] == scores[1] == scores[2], scores
+
+
 def test_dtypes_and_determinism():
     X, y, s = _toy()
     a = DFRClassifier(n_fits=4, random_state=3).fit(X, y, spurious=s)

@@ -200,6 +200,26 @@ def test_every_unit_flagged_is_refused_or_shrunk():
     assert tuner.spurious_dims_.size == X.shape[1] // 2  # the guard's first halving
 
 
+def test_guard_halvings_keep_the_largest_raw_deltas():
+    # The paper's statistic is the raw median delta; the guard's halvings keep
+    # its largest values. Unit 1 has the largest delta (3) but the largest
+    # spread; ranked by delta / spread, unit 0 (delta 0.5, spread 0.2) would win.
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    flip = rng.random(400) < 0.2  # the head's mistakes: z on the wrong side
+    z = 0.8 * np.where(flip, 1 - y, y) + 0.1 + rng.uniform(0, 0.05, 400)
+    X = np.c_[0.1 * np.abs(rng.normal(size=400)) + 0.5 * flip,
+              10 * np.abs(rng.normal(size=400)) + 3 * flip, z].astype(np.float32)
+    head = (np.float32([[0, 0, 1]]), np.float32([-0.5]))
+    tuner = _quiet_fit(NeuronTuner(head=head, max_accuracy_drop=1.0, random_state=0),
+                       X, y)
+    assert tuner.n_flagged_ == 3 and list(tuner.guard_scores_) == [0, 1]
+    delta = tuner.delta_[0]
+    assert delta[1] > 2 * max(delta[0], delta[2])  # about 3.8 against 0.5 and 0.8
+    assert np.argmax(delta / X.std(axis=0)) != 1  # the scaled ranking would differ
+    assert tuner.spurious_dims_.tolist() == [1]
+
+
 def test_given_units_are_checked_and_data_is_not_a_fit_parameter(premise):
     X_tr, y_tr, X_va, y_va, *_, head = premise
     with pytest.raises(ValueError, match="unit indices"):

@@ -10,11 +10,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core.groups import check_group_sizes, group_balanced_indices
 from .._core.solver import standardize_stats
-from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
+from .._core.template import MAX_ITER, LastLayerClassifier, RefitProblem
 
 __all__ = ["DFRClassifier"]
 
 DFR_CS = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)
+#: DFR's own tolerance, looser than the template's ``TOL``: its head is an
+#: average of group-balanced fits, which differ from each other far more.
+DFR_TOL = 1e-3
 
 
 class DFRClassifier(LastLayerClassifier):
@@ -52,7 +55,7 @@ class DFRClassifier(LastLayerClassifier):
         Standardise the embeddings first (the reference does).
     max_iter : int, default=2000
         Maximum solver iterations per batch of fits.
-    tol : float, default=1e-4
+    tol : float, default=1e-3
         Solver tolerance on the optimality residual (the gradient, with the L1
         subgradient). The final head is an average over subsamples, which
         differ from each other far more than a tighter tolerance changes each
@@ -121,7 +124,7 @@ class DFRClassifier(LastLayerClassifier):
     }
 
     def __init__(self, *, Cs=DFR_CS, C=None, n_fits=20, penalty="l1",
-                 standardize=True, max_iter=MAX_ITER, tol=TOL, random_state=None,
+                 standardize=True, max_iter=MAX_ITER, tol=DFR_TOL, random_state=None,
                  verbose=0):
         self.Cs = Cs
         self.C = C
@@ -160,8 +163,17 @@ class DFRClassifier(LastLayerClassifier):
         return [{"C": float(C)} for C in np.asarray(self.Cs, dtype=np.float64).ravel()]
 
     def _refit_problem(self, ctx, C=None):
-        n_draws = 1 if ctx.stage == "select" else self.n_fits
-        draws = group_balanced_indices(ctx.groups.codes, ctx.rng, n_draws=n_draws)
+        if ctx.stage == "select":
+            # One group-balanced subsample of the fitting half for every C (the
+            # reference recipe): the Cs compete on the same data, not on 7 draws.
+            drawn = ctx.shared.get("select_draw")
+            if drawn is None or drawn[0] is not ctx.X:
+                drawn = ctx.shared["select_draw"] = (ctx.X, group_balanced_indices(
+                    ctx.groups.codes, ctx.rng, n_draws=1))
+            draws = drawn[1]
+        else:
+            draws = group_balanced_indices(ctx.groups.codes, ctx.rng, n_draws=self.n_fits)
+        n_draws = draws.shape[0]
         weights = np.zeros((n_draws, ctx.X.shape[0]), ctx.X.dtype)
         np.put_along_axis(weights, draws, 1, axis=1)
         mean, scale = ctx.shared["stats"]

@@ -257,11 +257,9 @@ class NeuronTuner(LastLayerClassifier):
         self.delta_ = neuron_deltas(X, ctx.y_idx, wrong, ctx.n_classes)
         self.skipped_classes_ = ctx.classes[np.isnan(self.delta_[:, 0])].tolist()
         score = self._unit_scores()  # (1 or n_classes, d): -inf where not flagged
-        # Rank the flagged units by delta in units of their spread, so that the
-        # guard's halvings keep the same units whatever each column's scale.
-        _, spread = standardize_stats(X)
-        rank = np.where(np.isfinite(score), score / spread.astype(np.float64), -np.inf)
-        ctx.shared["order"] = np.argsort(-rank, axis=None, kind="stable")
+        # The guard's halvings keep the largest raw deltas (the paper's statistic;
+        # delta over each unit's spread measured no better: benchmarks/RESULTS.md).
+        ctx.shared["order"] = np.argsort(-score, axis=None, kind="stable")
         ctx.shared["shape"] = score.shape
         self.n_flagged_ = k = int(np.isfinite(score).sum())
         if not wrong.any():
