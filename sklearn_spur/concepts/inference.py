@@ -1,8 +1,8 @@
 """Group inference without group labels: pseudo-groups within every class.
 
 Within each class: ``"discriminant"``, the head's predicted classes refined
-by classification EM of a Gaussian mixture with one shared covariance (the
-head's mistakes, whitened); ``"errors"``, the head's mistakes against its
+by EM of a Gaussian mixture with one shared covariance (the head's mistakes,
+whitened); ``"errors"``, the head's mistakes against its
 successes (JTT's error set); ``"direction"``, the side of the class's error
 direction ``mean(X | wrong) - mean(X | right)`` a sample falls on (the
 annotation-free direction of :class:`~sklearn_spur.SpuriousProbe`);
@@ -59,11 +59,11 @@ class GroupInferrer(BaseEstimator):
 default="auto"
         How each class is split (see the module's description).
         ``"discriminant"``: every class's samples start in the component of
-        the class the head predicts for them; then, until no sample moves,
-        the (class, component) means and one pooled within-component
-        covariance (shrunk by ``shrinkage``) give linear discriminants, and
-        every sample goes to the component of its class with the highest one
-        (its prior included). ``"auto"`` is ``"discriminant"`` unless the head
+        the class the head predicts for them; then EM of a Gaussian mixture
+        within every class, the (class, component) means and one pooled
+        within-component covariance (shrunk by ``shrinkage``) giving linear
+        discriminants (priors included), until the posteriors settle; each
+        sample goes to its most probable component. ``"auto"`` is ``"discriminant"`` unless the head
         makes fewer than 10 mistakes in some class of ``X``, then
         ``"cluster"``. Measured in ``docs/guide/no_group_labels.rst``
         (adjusted Rand index against the true groups, and what the
