@@ -222,18 +222,19 @@ def load_text(seed, fast, heldout="balanced"):
 
     n_major, n_minor, n_val, n_test = (80, 4, 20, 20) if fast else (200, 10, 40, 80)
     groups = [(1, 1), (0, 0), (1, 0), (0, 1)]
-    # correlated held-out data: the training split's 95 / 5 proportions
-    val = (dict.fromkeys(groups, n_val) if heldout == "balanced" else
-           {(1, 1): 2 * n_val - n_val // 10, (0, 0): 2 * n_val - n_val // 10,
-            (1, 0): n_val // 10, (0, 1): n_val // 10})
     parts = {"train": draw({(1, 1): n_major, (0, 0): n_major, (1, 0): n_minor,
                             (0, 1): n_minor})}
-    # the correlated split needs more majority snippets than some groups have
-    # left after a balanced test split: there the test split is drawn first
-    order = ("val", "test") if heldout == "balanced" else ("test", "val")
-    sizes = {"val": val, "test": dict.fromkeys(groups, n_test)}
-    for name in order:
-        parts[name] = draw(sizes[name])
+    if heldout == "balanced":
+        parts["val"] = draw(dict.fromkeys(groups, n_val))
+        parts["test"] = draw(dict.fromkeys(groups, n_test))
+    else:  # the training split's 95 / 5 proportions, as large as the corpus allows:
+        # after train and test only 48 humorous fresh snippets are left (of 328)
+        parts["test"] = draw(dict.fromkeys(groups, n_test))
+        left = min(int(np.sum(free & (y == g[0]) & (s == g[1]))) for g in groups[:2])
+        major = min(2 * n_val - n_val // 10, left)
+        minor = max(2, round(major / 19))
+        parts["val"] = draw({(1, 1): major, (0, 0): major, (1, 0): minor,
+                             (0, 1): minor})
     out = {"head": None}
     for name, idx in parts.items():
         out.update({f"X_{name}": Z[idx], f"y_{name}": y[idx],
