@@ -51,6 +51,10 @@ class FitContext:
     shared : dict
         Quantities a method computes once on the whole data and reuses in
         every stage (the same dict in every subset).
+    inferred : ndarray of shape (n_samples,) or None
+        Pseudo-groups inferred without labels on the whole data (set by
+        :meth:`~sklearn_spur._core.template.LastLayerClassifier._inferred_groups`
+        before any subset is taken; subsets get their rows).
     """
 
     X: np.ndarray
@@ -63,6 +67,7 @@ class FitContext:
     rng: np.random.Generator
     stage: str = "final"
     shared: dict = field(default_factory=dict, repr=False)
+    inferred: Any = field(default=None, repr=False)
 
     @property
     def n_classes(self) -> int:
@@ -91,8 +96,10 @@ class FitContext:
         if self.groups is not None:
             groups = replace(self.groups, codes=self.groups.codes[rows])
         spurious = None if self.spurious is None else self.spurious[rows]
+        inferred = None if self.inferred is None else self.inferred[rows]
         return FitContext(self.X[rows], self.y[rows], self.y_idx[rows], self.classes,
-                          spurious, groups, self.head, self.rng, stage, self.shared)
+                          spurious, groups, self.head, self.rng, stage, self.shared,
+                          inferred)
 
 
 @dataclass

@@ -228,22 +228,32 @@ default=None
         """Strata the selection scores worst accuracy over.
 
         The groups when ``spurious`` is given; else, with ``selection="inferred"``
-        and a head, the pseudo-groups of
-        ``concepts.inference.selection_strata`` (a clear
-        per-class mixture, else the head's right / wrong split), found on the
-        whole fitting data so that both halves hold every pseudo-group; else
-        the classes (worst-class accuracy).
+        and a head, the (class, pseudo-group) pairs of :meth:`_inferred_groups`,
+        found on the whole fitting data so that both halves hold every
+        pseudo-group; else the classes (worst-class accuracy).
         """
         if (ctx.groups is not None or ctx.head is None
                 or getattr(self, "selection", "worst_class") != "inferred"):
             return ctx.strata
-        if "inferred_strata" not in ctx.shared:
-            from ..concepts.inference import selection_strata
-
-            ctx.shared["inferred_strata"] = selection_strata(
-                ctx.X, ctx.y, ctx.y_idx, ctx.head,
-                int(ctx.rng.integers(np.iinfo(np.int32).max)))
+        self._inferred_groups(ctx)
         return ctx.shared["inferred_strata"]
+
+    def _inferred_groups(self, ctx):
+        """Pseudo-groups of the whole fitting data (``infer_groups``, ``"auto"``).
+
+        Computed once, stored as ``ctx.inferred`` (so that subsets carry their
+        rows), their compact (class, pseudo value) codes as
+        ``ctx.shared["inferred_strata"]`` and the number of pseudo values as
+        ``ctx.shared["inferred_strata_values"]``.
+        """
+        if ctx.inferred is None:
+            from ..concepts._discriminant import selection_strata
+
+            ctx.inferred, ctx.shared["inferred_strata"] = selection_strata(
+                ctx.X, ctx.y, ctx.y_idx, ctx.head, ctx.evidence,
+                int(ctx.rng.integers(np.iinfo(np.int32).max)))
+            ctx.shared["inferred_strata_values"] = int(ctx.inferred.max()) + 1
+        return ctx.inferred
 
     def _halves(self, ctx, strata):
         """The fitting half of the selection (stratified, from ``ctx.rng``)."""

@@ -1,14 +1,14 @@
 """What the single-weight edit is made of: sub-classes, fictitious values, strengths.
 
 :func:`subclass_plan` splits every class of a fit context into sub-classes
-((class, attribute value) pairs, or (class, confidently right / other) read
-off the head's shared evidence) and picks the fictitious one of each class;
+((class, attribute value) pairs, (class, inferred pseudo-group) pairs, or
+(class, confidently right / other) read off the head's shared evidence) and picks the fictitious one of each class;
 :func:`fictitious_values` makes the same choice in a training split and
 returns it as the ``{class: value}`` mapping ``fictitious=`` takes.
 :func:`warm_start` starts the sub-class head from the original one, and
 :func:`subclass_cache_key` keys the editor's in-process fit cache.
 :func:`strength_grid` and :func:`strength_shifts` map the degree of the edit
-to the bias shift ``-log(1 - strength)``.
+to the bias shift ``-log(1 - strength)`` (used on data by ``_editing_strength``).
 """
 
 from __future__ import annotations
@@ -23,19 +23,15 @@ import numpy as np
 from scipy.special import log_softmax
 from sklearn.utils._param_validation import InvalidParameterError
 
-from .._core.base import scores_to_index
 from .._core.cache import update_hash
 from .._core.groups import check_labels, check_spurious, encode_groups
-from .._core.heads import resolve_head
-from .._core.selection import stratified_halves, worst_stratum_accuracy
-from .._core.subclass_head import SubclassHead, solver_rows
+from .._core.subclass_head import solver_rows
 
 __all__ = [
     "SubclassPlan",
     "check_fictitious",
     "fictitious_values",
     "log_proba",
-    "select_strength",
     "strength_grid",
     "strength_shifts",
     "subclass_cache_key",
@@ -186,12 +182,19 @@ def subclass_plan(ctx, fictitious, confidence):
     """Sub-class index of every sample, and the :class:`SubclassPlan` of the outputs.
 
     With ``ctx.spurious`` the sub-classes are (class, value) pairs and
-    ``fictitious`` picks one per class; without it, the head's evidence splits
-    each class into the samples it gets right with probability at least
-    ``confidence`` (fictitious) and the others.
+    ``fictitious`` picks one per class; without it, the (class, pseudo value)
+    pairs of ``ctx.inferred`` (fictitious: 0), or with a ``confidence`` the
+    head's evidence splits each class into the samples it gets right with
+    probability at least ``confidence`` (fictitious) and the others.
     """
     n_classes = ctx.n_classes
-    if ctx.spurious is None:
+    inferred = ctx.spurious is None and confidence is None
+    if inferred:
+        n_values = int(ctx.shared["inferred_strata_values"])
+        codes = n_values * ctx.y_idx + ctx.inferred
+        values = list(range(n_values))
+        fict_value = np.zeros(n_classes, np.int64)  # the head's confident majority
+    elif ctx.spurious is None:
         evidence = ctx.evidence  # the shared evidence of the original head
         confident = ~evidence.wrong & (evidence.proba_true >= confidence)
         codes = 2 * ctx.y_idx + (~confident)
@@ -227,10 +230,10 @@ def subclass_plan(ctx, fictitious, confidence):
                              minlength=n_classes) / np.maximum(per_class - 1, 1))
     with np.errstate(divide="ignore"):
         prior = np.log(out_counts / np.maximum(core_mean[out_class], 1e-300))
-    # Without attribute labels the "other" sub-class is the head's hard cases, not a
+    # With `confidence` the "other" sub-class is the head's hard cases, not a
     # group: its rarity is no spurious prior, so "prior" does not edit.
-    prior_shift = np.where(mask & (ctx.spurious is not None), np.maximum(prior, 0),
-                           0.0).astype(ctx.X.dtype)
+    prior_shift = np.where(mask & (ctx.spurious is not None or inferred),
+                           np.maximum(prior, 0), 0.0).astype(ctx.X.dtype)
     plan = SubclassPlan(
         subclasses=[(class_list[code // n_values], values[code % n_values])
                     for code in outputs.tolist()],
@@ -336,64 +339,3 @@ def log_proba(scores):
     if scores.ndim == 1:
         scores = np.stack([np.zeros_like(scores), scores], axis=1)
     return log_softmax(scores, axis=1)
-
-
-def select_strength(editor, ctx, fit_head):
-    """``strength="auto"``: the strength of best held-out worst accuracy.
-
-    The sub-class head is refit (``fit_head(editor, half_ctx)``, the template's
-    uncached fit) on one half of the context and every strength of
-    :func:`strength_grid` scored on the other half in one pass, by worst
-    accuracy over the editor's selection strata (the groups when ``spurious``
-    is given, else inferred groups or the classes). The first best wins.
-
-    Returns
-    -------
-    strength : float
-    scores : dict
-        ``{strength: held-out score}``.
-    """
-    if ctx.head is None:  # the ERM head defines the inferred groups
-        ctx.head = resolve_head(None, ctx.X, ctx.y, who=_WHO)
-    strata = editor._selection_strata(ctx)
-    half = stratified_halves(strata, ctx.rng)
-    fit_ctx = ctx.subset(np.flatnonzero(half), "select")
-    coef, intercept, _ = fit_head(editor, fit_ctx)
-    plan = fit_ctx.shared["plan"]
-    head = SubclassHead(coef, intercept, plan.output_class, plan.mask)
-    rows = np.flatnonzero(~half)
-    X = ctx.X[rows]
-    strengths = [float(v) for v in strength_grid()]
-    products = head.products(X)
-    pred = np.stack([
-        scores_to_index(head.decision_function(X, shift, products=products))
-        for shift in strength_shifts(strengths, plan.mask, plan.prior_shift)], axis=1)
-    scores = worst_stratum_accuracy(pred, ctx.y_idx[rows], strata[rows])
-    return strengths[int(np.argmax(scores))], dict(zip(strengths, scores.tolist()))
-
-
-def strength_path(est, X, strengths, method):
-    """:meth:`SingleWeightEditor.strength_path` on validated ``X``: one product
-    of ``X`` with the sub-class weights, then biases and pooling per strength."""
-    if method not in ("predict", "decision_function", "predict_proba"):
-        raise ValueError(
-            f"{_WHO}: method must be 'predict', 'decision_function' or "
-            f"'predict_proba', got {method!r}.")
-    if strengths is None:
-        strengths = strength_grid()
-    if isinstance(strengths, np.ndarray):
-        strengths = list(np.ravel(strengths))
-    elif np.isscalar(strengths):
-        strengths = [strengths]
-    head = est._subclass_head()
-    products = head.products(X)
-    out = []
-    for shift in est._shifts(strengths):  # strengths, not samples
-        # The very operations of decision_function, so each row equals it exactly.
-        scores = head.decision_function(X, shift, products=products)
-        if method == "predict":
-            scores = est.classes_[scores_to_index(scores)]
-        elif method == "predict_proba":
-            scores = np.exp(log_proba(scores))
-        out.append(scores)
-    return np.stack(out)

@@ -17,14 +17,13 @@ from .._core.template import MAX_ITER, TOL, LastLayerClassifier, RefitProblem
 from ._editing import (
     check_fictitious,
     fictitious_values,
-    select_strength,
     strength_grid,
-    strength_path,
     strength_shifts,
     subclass_cache_key,
     subclass_plan,
     warm_start,
 )
+from ._editing_strength import select_strength, strength_path
 
 __all__ = ["SingleWeightEditor", "fictitious_values", "strength_grid"]
 
@@ -61,12 +60,10 @@ class SingleWeightEditor(LastLayerClassifier):
     split, the fictitious biases carry the spurious prior (about the log-odds
     of the attribute given the class, ``log(0.95/0.05) = 2.9`` at 95 %
     agreement), which ``strength="prior"`` removes, per class. Without
-    ``spurious``, the sub-classes are inferred from the original head (as JTT
-    and AFR do): within class ``c``, the samples it classifies correctly with
-    probability at least ``confidence`` form the fictitious sub-class, the
-    others the core one; fit it on held-out data the head was not trained on.
-    Fitted on held-out data, most of the gain comes from the refit itself and
-    the best strength is near 0. Choose the strength with :meth:`strength_path`
+    ``spurious``, the sub-classes are the pseudo-groups of
+    :func:`~sklearn_spur.infer_groups` (the fictitious one: pseudo value 0, where
+    the head is most confident); fit it on held-out data the head was not
+    trained on. Choose the strength with :meth:`strength_path`
     (one pass over ``X`` for a whole curve) or ``GridSearchCV`` over
     :func:`strength_grid`, which is even in the bias shift. See the user guide
     (``docs/guide/editor.rst``) for which split and which strength.
@@ -75,7 +72,7 @@ class SingleWeightEditor(LastLayerClassifier):
     ----------
     head : nn.Linear, (W, b[, classes]) tuple, fitted classifier or None, default=None
         The trained last layer: its rows warm-start the sub-class outputs and,
-        without ``spurious``, its confidence defines the sub-classes. ``None``
+        without ``spurious``, it defines the sub-classes. ``None``
         fits an L2 logistic regression on ``(X, y)``. Wrap a fitted
         scikit-learn classifier in :class:`sklearn.frozen.FrozenEstimator` so
         that cloning keeps it fitted.
@@ -85,8 +82,8 @@ class SingleWeightEditor(LastLayerClassifier):
         ``"prior"`` lowers each by its own log-ratio of sub-class frequencies
         in the fitting data, ``log(n_fictitious / mean n_core)`` of its class
         (``prior_shift_``, never negative): the shift that makes them as
-        frequent as the core sub-classes; 0 when the sub-classes were inferred
-        (without ``spurious`` their frequencies carry no spurious prior).
+        frequent as the core sub-classes (inferred ones too; 0 with
+        ``confidence``, whose split carries no spurious prior).
         ``"auto"``: chosen at fit time (``strength_``) by held-out worst accuracy
         over the groups, or without ``spurious`` over inferred groups
         (``selection``; see the user guide). Applied at prediction time.
@@ -105,9 +102,11 @@ class SingleWeightEditor(LastLayerClassifier):
           head was trained on, pass
           ``fictitious=fictitious_values(y_train, spurious_train)``: data is
           never a hyperparameter, a mapping of labels is.
-    confidence : float in [0, 1), default=0.5
-        Without ``spurious``: the probability of the true class above which a
-        correctly classified sample joins its class's fictitious sub-class.
+    confidence : float in [0, 1) or None, default=None
+        Without ``spurious``: ``None`` infers the sub-classes
+        (:func:`~sklearn_spur.infer_groups`); a probability splits each class
+        into the samples the head gets right with at least that probability
+        of the true class (fictitious) and the others (the earlier rule).
     C : float, default=1.0
         Inverse L2 regularisation of the sub-class head, in
         :class:`~sklearn.linear_model.LogisticRegression`'s scale.
@@ -137,8 +136,8 @@ class SingleWeightEditor(LastLayerClassifier):
         Class labels.
     subclasses_ : list of tuple
         ``(class, value)`` of every output, in output order (class-major);
-        ``value`` is the attribute value, or ``"confident"`` / ``"other"``
-        when the sub-classes were inferred. Combinations absent from the
+        ``value`` is the attribute value, the pseudo value (0 fictitious)
+        when inferred, or ``"confident"`` / ``"other"`` with ``confidence``. Combinations absent from the
         fitting data get no output.
     subclass_class_ : ndarray of shape (n_outputs,)
         Index in ``classes_`` of each output's class.
@@ -154,7 +153,7 @@ class SingleWeightEditor(LastLayerClassifier):
         With ``strength="auto"``: the choice, and ``{strength: held-out score}``.
     prior_shift_ : ndarray of shape (n_outputs,)
         The shift ``strength="prior"`` applies (0 for core outputs, and for
-        all outputs when the sub-classes were inferred).
+        all outputs with ``confidence``).
     subclass_counts_ : ndarray of shape (n_outputs,)
         Fitting samples per sub-class.
     edited_weights_ : dict
@@ -206,7 +205,7 @@ class SingleWeightEditor(LastLayerClassifier):
                      StrOptions({"prior", "auto"})],
         # A tuple (the training data, once accepted) is refused in fit with the fix.
         "fictitious": [StrOptions({"head", "data"}), dict, Hidden(tuple)],
-        "confidence": [Interval(Real, 0, 1, closed="left")],
+        "confidence": [Interval(Real, 0, 1, closed="left"), None],
         "C": [Interval(Real, 0, None, closed="neither")],
         "standardize": ["boolean"],
         "memory": ["boolean", None],
@@ -214,7 +213,7 @@ class SingleWeightEditor(LastLayerClassifier):
     }
 
     def __init__(self, *, head=None, strength="prior", fictitious="head",
-                 confidence=0.5, C=1.0, standardize=True, selection="inferred",
+                 confidence=None, C=1.0, standardize=True, selection="inferred",
                  max_iter=MAX_ITER, tol=TOL, memory=True, random_state=None,
                  verbose=0):
         self.head = head
@@ -245,10 +244,16 @@ class SingleWeightEditor(LastLayerClassifier):
             return solved
         if ctx.head is None:  # the ERM head, fitted only when the cache misses
             ctx.head = resolve_head(None, ctx.X, ctx.y, who=_WHO)
+        self._subclass_groups(ctx)
         solved = super()._fit_head(ctx)
         if key is not None:
             _FIT_CACHE.put(key, copy.deepcopy((ctx.shared["plan"], solved)))
         return solved
+
+    def _subclass_groups(self, ctx):
+        """Infer the sub-classes on the whole data first (subsets take their rows)."""
+        if ctx.spurious is None and self.confidence is None:
+            self._inferred_groups(ctx)
 
     def _refit_problem(self, ctx):
         """A multinomial logistic regression on the sub-class targets."""
