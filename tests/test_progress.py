@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from sklearn_spur import DFRClassifier, NeuronTuner, SingleWeightEditor
+from sklearn_spur import (
+    AFRClassifier,
+    DFRClassifier,
+    JTTClassifier,
+    NeuronTuner,
+    SingleWeightEditor,
+)
 from sklearn_spur._core.progress import progress_bar
 
 
@@ -23,6 +29,10 @@ CASES = [
     (NeuronTuner(random_state=0), False, ("coef_", "intercept_", "mask_")),
     (SingleWeightEditor(strength="auto", memory=False, random_state=0), True,
      ("subclass_coef_", "subclass_intercept_", "strength_")),
+    (AFRClassifier(gammas=(0.5, 2.0), lams=(0.1,), random_state=0), False,
+     ("coef_", "intercept_", "gamma_")),
+    (JTTClassifier(upweights=(1.0, 5.0), random_state=0), False,
+     ("coef_", "intercept_", "upweight_")),
 ]
 
 

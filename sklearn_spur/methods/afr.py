@@ -67,6 +67,8 @@ class AFRClassifier(LastLayerClassifier):
         Solver tolerance (max-norm of the gradient).
     random_state : int, RandomState instance or None, default=None
         Controls the selection halves.
+    verbose : int, default=0
+        1: a progress bar (tqdm, on stderr) of the candidate fits; 2: it stays.
 
     Attributes
     ----------
@@ -123,6 +125,7 @@ class AFRClassifier(LastLayerClassifier):
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
         **LastLayerClassifier._selection_constraints,
+        **LastLayerClassifier._verbose_constraints,
         "gamma": [Interval(Real, 0, None, closed="left"), None],
         "gammas": ["array-like"],
         "lam": [Interval(Real, 0, None, closed="left"), None],
@@ -133,7 +136,7 @@ class AFRClassifier(LastLayerClassifier):
 
     def __init__(self, *, head=None, gamma=None, gammas=AFR_GAMMAS, lam=None,
                  lams=AFR_LAMS, selection="inferred", max_iter=MAX_ITER, tol=TOL,
-                 random_state=None):
+                 random_state=None, verbose=0):
         self.head = head
         self.gamma = gamma
         self.gammas = gammas
@@ -143,6 +146,7 @@ class AFRClassifier(LastLayerClassifier):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.verbose = verbose
 
     def _check_context(self, ctx):
         super()._check_context(ctx)

@@ -29,7 +29,6 @@ __all__ = ["SingleWeightEditor", "fictitious_values", "strength_grid"]
 
 _WHO = "SingleWeightEditor"
 
-
 # The last few sub-class heads, keyed by everything the fit reads (deterministic,
 # so a hit is what a refit gives); every hit is a deep copy, never shared.
 _FIT_CACHE = LRUCache(max_entries=16)
@@ -122,10 +121,9 @@ class SingleWeightEditor(LastLayerClassifier):
         inferred as AFR's selection does (:func:`infer_groups`), or classes.
     memory : bool or None, default=True
         Keep the last 16 fitted sub-class heads in this process, keyed by a
-        hash of everything the fit reads (embeddings, labels, attribute, head,
-        class, every parameter but ``strength``): ``GridSearchCV`` over
-        ``strength`` then fits once per fold. A hit gives what a refit would,
-        as the estimator's own copies. ``False`` or ``None`` turns it off.
+        hash of everything the fit reads but ``strength``: ``GridSearchCV`` over
+        ``strength`` fits once per fold; a hit gives what a refit would, as
+        the estimator's own copies. ``False`` or ``None`` turns it off.
     random_state : int, RandomState instance or None, default=None
         Controls the halves of ``strength="auto"``.
     verbose : int, default=0
@@ -137,8 +135,8 @@ class SingleWeightEditor(LastLayerClassifier):
     subclasses_ : list of tuple
         ``(class, value)`` of every output, in output order (class-major);
         ``value`` is the attribute value, the pseudo value (0 fictitious)
-        when inferred, or ``"confident"`` / ``"other"`` with ``confidence``. Combinations absent from the
-        fitting data get no output.
+        when inferred, or ``"confident"`` / ``"other"`` with ``confidence``;
+        absent combinations get no output.
     subclass_class_ : ndarray of shape (n_outputs,)
         Index in ``classes_`` of each output's class.
     subclass_coef_ : ndarray of shape (n_outputs, n_features)
@@ -181,14 +179,11 @@ class SingleWeightEditor(LastLayerClassifier):
     >>> import numpy as np
     >>> from sklearn_spur import SingleWeightEditor
     >>> rng = np.random.default_rng(0)
-    >>> y = rng.integers(0, 2, 400)
-    >>> s = np.where(rng.random(400) < 0.9, y, 1 - y)  # the attribute follows y
+    >>> y = rng.integers(0, 2, 400); s = np.where(rng.random(400) < .9, y, 1 - y)
     >>> X = np.c_[y + rng.normal(0, .7, 400), 2 * s + rng.normal(0, .3, 400)]
     >>> editor = SingleWeightEditor(strength=0.0).fit(X, y, spurious=s)
-    >>> editor.subclasses_
-    [(0, 0), (0, 1), (1, 0), (1, 1)]
-    >>> editor.fictitious_
-    {0: 0, 1: 1}
+    >>> editor.subclasses_, editor.fictitious_
+    ([(0, 0), (0, 1), (1, 0), (1, 1)], {0: 0, 1: 1})
     >>> edited = editor.set_params(strength=0.9).edited_weights_
     >>> edited["index"], edited["shift"].round(2)
     (array([0, 3]), array([2.3, 2.3]))

@@ -54,6 +54,8 @@ class JTTClassifier(LastLayerClassifier):
         Solver tolerance (max-norm of the gradient).
     random_state : int, RandomState instance or None, default=None
         Controls the selection halves.
+    verbose : int, default=0
+        1: a progress bar (tqdm, on stderr) of the candidate fits; 2: it stays.
 
     Attributes
     ----------
@@ -103,6 +105,7 @@ class JTTClassifier(LastLayerClassifier):
         **LastLayerClassifier._parameter_constraints,
         "head": "no_validation",
         **LastLayerClassifier._selection_constraints,
+        **LastLayerClassifier._verbose_constraints,
         "upweight": [Interval(Real, 1, None, closed="left"), None],
         "upweights": ["array-like"],
         "C": [Interval(Real, 0, None, closed="neither")],
@@ -111,7 +114,8 @@ class JTTClassifier(LastLayerClassifier):
     __metadata_request__fit = {"spurious": False}
 
     def __init__(self, *, head=None, upweight=None, upweights=JTT_UPWEIGHTS, C=1.0,
-                 selection="inferred", max_iter=MAX_ITER, tol=TOL, random_state=None):
+                 selection="inferred", max_iter=MAX_ITER, tol=TOL, random_state=None,
+                 verbose=0):
         self.head = head
         self.upweight = upweight
         self.upweights = upweights
@@ -120,6 +124,7 @@ class JTTClassifier(LastLayerClassifier):
         self.max_iter = max_iter
         self.tol = tol
         self.random_state = random_state
+        self.verbose = verbose
 
     def _check_context(self, ctx):
         super()._check_context(ctx)
