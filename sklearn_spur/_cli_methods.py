@@ -90,10 +90,11 @@ def _editor(train, val, head, seed):
 
 
 def _editor_free(train, val, head, seed):
-    # No attribute anywhere: sub-classes inferred from the head on held-out data.
+    # No attribute anywhere: sub-classes inferred from the head on held-out data,
+    # the default strength (their frequency prior).
     from .methods.editor import SingleWeightEditor
 
-    return SingleWeightEditor(head=head, strength=0.0).fit(val.X, val.y)
+    return SingleWeightEditor(head=head, random_state=seed).fit(val.X, val.y)
 
 
 def _tuner(train, val, head, seed):

@@ -39,7 +39,7 @@ editor = SingleWeightEditor(head=head).fit(X_train, y_train, spurious=spurious_t
     "editor-free": """\
 from sklearn_spur import SingleWeightEditor
 
-est = SingleWeightEditor(head=head, strength=0.0).fit(X_val, y_val)""",
+est = SingleWeightEditor(head=head, random_state={seed}).fit(X_val, y_val)""",
     "probe": """\
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression

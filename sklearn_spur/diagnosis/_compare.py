@@ -7,7 +7,7 @@ split (and the training split where its recipe says so), scored for selection
 on the held-out part of the validation split, and evaluated on the evaluation
 split. The selection score is worst-group accuracy with the true groups when
 the validation split is annotated, else the worst accuracy over groups
-inferred from the original head's mistakes
+inferred with the original head
 (:func:`~sklearn_spur.make_inferred_group_scorer`): no group label.
 """
 
@@ -62,11 +62,11 @@ def evaluate(estimator, split, *, weights, n_boot, seed):
 
 def selection_groups(split, head, annotated, seed):
     """The groups the choice is scored over on the selection split: the true
-    ones, or those :func:`~sklearn_spur.make_inferred_group_scorer` infers (the
-    head's mistakes against its successes within every class)."""
+    ones, or those :func:`~sklearn_spur.make_inferred_group_scorer` infers
+    (:func:`~sklearn_spur.infer_groups`' default)."""
     if annotated:
         return split.spurious
-    return infer_groups(split.X, split.y, head=head, method="errors",
+    return infer_groups(split.X, split.y, head=head, method="auto",
                         random_state=seed)
 
 

@@ -10,8 +10,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_array
-from tqdm.auto import tqdm
 
+from .._core.progress import progress_bar
 from .._core.base import FLOAT_DTYPES
 from .._core.groups import check_labels, check_spurious, encode_groups, host_array
 from .._core.heads import resolve_head
@@ -106,7 +106,7 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
         The spurious attribute of the training and validation splits. Without
         ``spurious_val`` the diagnosis uses no group label to fit or choose:
         only label-free methods run, the choice is by worst accuracy over
-        groups inferred from the head's mistakes, and ``spurious_train`` only
+        groups inferred by :func:`~sklearn_spur.infer_groups`, and ``spurious_train`` only
         weights the adjusted mean accuracy.
     X_test, y_test : array-like, default=None
         An evaluation split; without it the held-out half of the validation
@@ -115,7 +115,7 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
     spurious_test : array-like of shape (n_test,), default=None
         The attribute of the test split, for the report only: it never
         influences the choice. Without true groups on the evaluation split the
-        groups are inferred (each class split by the head's error direction,
+        groups are inferred (:func:`~sklearn_spur.infer_groups`' default,
         fitted on the fitting half).
     images_val : array-like of shape (n_val, H, W[, C]), default=None
         Raw validation images (channels first, ``(n_val, C, H, W)``, also
@@ -179,8 +179,8 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
     evaluation = test if test is not None else splits.select
     source = ("spurious_test" if test is not None and test.spurious is not None else
               "spurious_val" if test is None and annotated else "inferred")
-    if source == "inferred":  # true groups unknown there: the head's error direction
-        inferrer = GroupInferrer(head=head, method="direction",
+    if source == "inferred":  # true groups unknown there: inferred ones
+        inferrer = GroupInferrer(head=head, method="auto",
                                  random_state=seed).fit(splits.fit.X, splits.fit.y)
         evaluation = _split(evaluation.X, evaluation.y,
                             inferrer.predict(evaluation.X, evaluation.y))
@@ -190,8 +190,8 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
 
     keys, skipped = applicable_methods(train.spurious is not None, annotated)
     caught = []
-    with tqdm(total=len(keys) + 2, desc=_WHO, unit="step", disable=not verbose,
-              leave=False) as progress:
+    with progress_bar(verbose, total=len(keys) + 2, desc=_WHO,
+                      unit="step") as progress:
         if annotated:
             progress.set_postfix_str("probe")
             shortcut = probe_evidence(head, splits.fit, splits.select, evaluation
@@ -230,7 +230,7 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
         "n_evaluation": int(evaluation.X.shape[0]), "n_boot": int(n_boot),
         "random_state": seed,
         "selection": ("worst-group accuracy (spurious_val)" if annotated else
-                      "worst accuracy over groups inferred from the head's mistakes "
+                      "worst accuracy over groups inferred by infer_groups from the head "
                       "(no group label)"),
         "skipped": skipped, "warnings": caught,
     }
