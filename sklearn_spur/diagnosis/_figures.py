@@ -74,7 +74,9 @@ def _methods(doc):
     ax.set_yticks(y, [r["name"] + (" *" if r["recommended"] else "") for r in rows])
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("accuracy on the evaluation split (* recommended)")
-    ax.legend(loc="lower right", fontsize=8)
+    # outside the axes: inside, it hid the bars or markers of the bottom rows
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              frameon=False)
     return fig
 
 
@@ -95,7 +97,7 @@ def _histogram(doc):
         ax.stairs(g["counts"], edges, label=f"y={g['class']}, s={g['spurious']}")
     ax.set_xlabel(f"score along {doc['shortcut']['concepts'][0]['concept']}")
     ax.set_ylabel("samples")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     return fig
 
 
