@@ -38,6 +38,10 @@ def test_demo_prints_table_and_plot(waterdigits, tmp_path):
     rows = _rows(out.getvalue())
     assert set(rows) == NAMES  # every method of the package is in the demo
     erm_wga = float(rows["ERM"][-2])
+    # Seed 0 (shipped weights, the same on every machine up to ~1e-5): the weakest
+    # rows clear the bound by 0.096; seeds 0-4: 0.096 0.003 0.044 -0.094 0.156, so it
+    # is seed-specific, but it moves by at most 0.002 under 1e-5 or 1e-4 relative
+    # noise on the embeddings (14 draws).
     for name in NAMES - {"ERM"}:
         assert float(rows[name][-2]) > erm_wga + 0.2, (name, rows[name])
     assert (tmp_path / "p.png").stat().st_size > 1000

@@ -124,7 +124,10 @@ def test_waterdigits_erm_collapses(wd2):
     mean = (pred == wd2.y_test).mean()
     wga = worst_group_accuracy(wd2.y_test, pred, spurious=wd2.spurious_test)
     assert mean >= 0.6  # it learned the digits...
-    assert mean - wga >= 0.3  # ...but leans on the background
+    # ...but leans on the background: 0.392 here (shipped weights, no choice made:
+    # only logit near-ties can move between machines); seeds 0-4: 0.392 0.305 0.378
+    # 0.293 0.427, so the bound is seed-specific.
+    assert mean - wga >= 0.3
     worst = group_report(wd2.y_test, pred, spurious=wd2.spurious_test).worst_group
     assert worst[0] != worst[1]  # the worst group has the "wrong" colour
     # In training, the colour agrees with the class and ERM fits it.
@@ -139,7 +142,7 @@ def test_waterdigits_three_classes_collapse(wd3):
     assert wd3.X_test.shape[1] == 64 and wd3.head.out_features == 3
     assert set(np.unique(wd3.y_test)) == set(np.unique(wd3.spurious_test)) == {0, 1, 2}
     assert mean > 1 / 3 + 0.1
-    assert mean - wga >= 0.25
+    assert mean - wga >= 0.25  # 0.374; seeds 0-4: 0.374 0.331 0.322 0.510 0.484
 
 
 def test_waterdigits_embeddings_are_the_input_of_fc(wd2):

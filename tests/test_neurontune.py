@@ -273,6 +273,12 @@ def test_guard_on_dense_cnn_units(waterdigits3):
 
 
 # ---------------------------------------------------------------- effect sizes
+# On seed 0 (shipped weights: the embeddings are the same on every machine up to
+# ~1e-5). Gains over ERM, seeds 0-4 (two classes): the tuner +0.516 +0.376 +0.423
+# +0.385 +0.558 (mean 0.452, sd 0.081), the grid search +0.513 +0.392 +0.350 +0.350
+# +0.558 (mean 0.433, sd 0.097): the +0.30 bound holds on seed 0, not 2 sd under the
+# mean; under 1e-5 and 1e-4 relative noise on the embeddings (14 draws) every WGA
+# here moves by at most 0.005, and the guard's and the grid search's choices never.
 @pytest.mark.parametrize("name", ["waterdigits", "waterdigits3"])
 def test_waterdigits_without_group_labels(name, request):
     b = request.getfixturevalue(name)

@@ -375,6 +375,10 @@ def test_rrclarc_annotation_free_uses_its_head():
 
 
 # ------------------------------------------------------ effect sizes, WaterDigits
+# Asserted on seed 0, whose shipped weights make the embeddings the same on every
+# machine up to ~1e-5. Several bounds are seed-specific (seeds 0-4 quoted below, not
+# 2 sd under their mean); each holds with its margin under 1e-5 and 1e-4 relative
+# noise on the embeddings (14 draws: the WGAs move by at most 0.005).
 @pytest.fixture(scope="module")
 def probes(waterdigits, waterdigits3):
     """The supervised probe of each benchmark, fitted on its validation split."""
@@ -403,6 +407,7 @@ def test_probe_then_balanced_lr_beats_erm_and_rrclarc_matches(waterdigits, probe
     b, probe = waterdigits, probes[2]
     erm = _wga(b, resolve_head(b.head))
     fixed = _removed_then_lr(probe, b)
+    # +0.297 here; seeds 0-4: +0.297 +0.204 +0.243 +0.106 +0.356.
     assert _wga(b, fixed) >= erm + 0.20, (erm, _wga(b, fixed))
     # lam tuned by worst-group accuracy on validation: fit on train, score on val.
     n_train, n_val = len(b.y_train), len(b.y_val)
@@ -453,6 +458,7 @@ def test_grid_search_picks_a_nonzero_strength(waterdigits):
         search.fit(b.X_train, b.y_train, spurious=b.spurious_train)
     assert search.best_params_["probe__strength"] > 0
     scores = search.cv_results_["mean_test_score"]
+    # +0.167 here; seeds 1-4: +0.094 +0.092 (strength 0 chosen) +0.020.
     assert scores[-1] >= scores[0] + 0.1
 
 
@@ -466,9 +472,9 @@ def test_annotation_free_direction(waterdigits, probes):
     # Helps: retraining on the spuriously correlated training split.
     erm = _wga(b, resolve_head(b.head))
     helped = _removed_then_lr(free, b)
-    assert _wga(b, helped) >= erm + 0.20
+    assert _wga(b, helped) >= erm + 0.20  # +0.451; seeds 1-4: +0.22 +0.09 +0.22 +0.55
     # Hurts: retraining on balanced validation data, which needs no removal, loses
     # the class signal that the mistake direction also carries.
     plain = _balanced_lr().fit(b.X_val, b.y_val)
     blind = make_pipeline(FrozenEstimator(free), _balanced_lr()).fit(b.X_val, b.y_val)
-    assert _wga(b, blind) < _wga(b, plain)
+    assert _wga(b, blind) < _wga(b, plain)  # by 0.046; seeds 1, 3, 4: 0.002 0.069 0.094

@@ -229,11 +229,12 @@ def test_waterdigits_effect_at_the_last_conv_block(waterdigits, conv_block, fit_
     layers (Linear(64, 64), fc) are fine-tuned on
 
     - "train", the reference's setting (the spuriously correlated training split),
-      lam=1e4. Seed 0 (the fixed data asserted here): sensitivity -98.9 %, WGA
-      0.281 -> 0.765, accuracy 0.817 vs DFR's 0.837. Over the data seeds 0-4
-      (mean, sd): sensitivity drop 98.4 % (0.3), WGA gain 0.40 (0.12; least 0.24,
-      seed 1), accuracy minus DFR's -0.018 (0.009; worst -0.032, seed 1): the
-      thresholds hold on the fixed seed-0 data, not 2 sd below the mean.
+      lam=1e4. Seed 0: sensitivity -98.9 %, WGA 0.281 -> 0.765, accuracy 0.817 vs
+      DFR's 0.832. Over the data seeds 0-4 (mean, sd): sensitivity drop 98.4 %
+      (0.3), WGA gain 0.397 (0.118; 0.485 0.239 0.341 0.381 0.538), accuracy minus
+      DFR's -0.017 (0.008; -0.015 -0.031 -0.011 -0.012 -0.016). The network is
+      trained here, with this machine's kernels: the thresholds sit 2 sd under
+      the mean (gain 0.16 -> 0.15, accuracy -0.033 -> -0.04), not at seed 0's values.
     - "val", the split DFR uses (balanced), lam=300. Over seeds 0-4: sensitivity
       drop 95.8 % (1.8), WGA gain 0.43 (0.06), accuracy minus DFR's -0.014
       (0.005): every threshold is more than 2 sd below the mean.
@@ -255,9 +256,10 @@ def test_waterdigits_effect_at_the_last_conv_block(waterdigits, conv_block, fit_
         erm_pred = upper(torch.from_numpy(A["test"])).argmax(1).numpy()
     erm = report(erm_pred, upper)
     rr = report(est.predict(A["test"]), est.net_.module_)
+    gain, slack = (0.15, 0.04) if fit_on == "train" else (0.20, 0.03)
     assert rr[2] <= 0.1 * erm[2], (erm, rr)  # sensitivity drops >= 90 %
-    assert rr[0] >= erm[0] + 0.20, (erm, rr)  # WGA +20 points
-    assert rr[1] >= dfr_acc - 0.03, (rr, dfr_acc)  # mean accuracy within 3 points
+    assert rr[0] >= erm[0] + gain, (erm, rr)  # WGA +15 / +20 points
+    assert rr[1] >= dfr_acc - slack, (rr, dfr_acc)  # mean accuracy within 4 / 3 points
     # Written back, the model gives the estimator's predictions on raw images.
     patched = est.replace_into(model)
     with torch.no_grad():
