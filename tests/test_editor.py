@@ -510,11 +510,11 @@ def test_fitted_on_validation_with_tuned_strength_matches_dfr(fixture, request,
                               cv=StratifiedKFold(5, shuffle=True, random_state=0))
         search.fit(b.X_val, b.y_val, spurious=b.spurious_val)
     ours = _wga(b, "test", search.predict(b.X_test))
-    # ours - dfr, seeds 0-4: two classes +0.016 (here), -0.002, +0.009, +0.009,
-    # -0.078 (mean -0.009, sd 0.039); three classes +0.002 (here), 0.000, +0.006,
+    # ours - dfr, seeds 0-4: two classes +0.009 (here), 0.000, +0.011, +0.004,
+    # -0.085 (mean -0.012, sd 0.041); three classes +0.002 (here), 0.000, +0.006,
     # -0.017, +0.012 (mean 0.001, sd 0.011). The bound sits 2 sd under the mean:
     # with other CPU kernels the two-class gap here was -0.053 (C chosen apart).
-    slack = {"waterdigits": 0.09, "waterdigits3": 0.03}[fixture]
+    slack = {"waterdigits": 0.10, "waterdigits3": 0.03}[fixture]
     assert ours >= dfr - slack, (dfr, ours)
 
 
