@@ -16,6 +16,18 @@ def test_quick_tour_runs(waterdigits, capsys):
     assert out.count("worst-group accuracy") == 2
 
 
+def test_diagnose_snippet_runs(waterdigits, tmp_path, monkeypatch):
+    tour = re.search(r"## Quick tour\n\n```python\n(.*?)```", README, re.S).group(1)
+    code = re.search(r"\*\*Diagnose in one call\*\*.*?```python\n(.*?)```", README,
+                     re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    with sklearn.config_context():  # the snippet follows the tour, in its scope
+        exec(compile(tour + "\n" + code, "README.md", "exec"), scope)
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert scope["d"].recommended_.predict(scope["b"].X_test).shape == scope["b"].y_test.shape
+
+
 def test_opening_commands():
     first_blocks = re.findall(r"```bash\n(.*?)\n```", README, re.S)[:2]
     assert "sklearn-spur demo" in first_blocks[0]
