@@ -39,6 +39,8 @@ _KEY_ROLES = {
 #: Suffix of the file an unfinished ``transform(X, out=path)`` writes into.
 PARTIAL = ".partial"
 RECORD_FORMAT = "sklearn-spur/partial-embeddings"
+# What numpy and zipfile raise on a damaged or foreign file; zipfile raises
+# NotImplementedError for a compression method it cannot read.
 _READ_ERRORS = (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error,
                 KeyError, RuntimeError, NotImplementedError)
 

@@ -220,3 +220,14 @@ def test_infer_groups_then_dfr_matches_dfr_on_gaussians():
                                             spurious=te.spurious))
     inferred, true = np.mean(wga[0::2]), np.mean(wga[1::2])
     assert inferred >= true - 0.05, (inferred, true)
+
+
+@pytest.mark.parametrize("method", ["discriminant", "errors", "direction", "cluster"])
+def test_fit_predict_is_fit_then_predict_and_validates(method):
+    # fit_predict returns the labels of the fit itself (no second pass for the
+    # discriminant): they equal what the fitted model predicts on the same data.
+    X, y, _, head = _toy()
+    inf = GroupInferrer(head=head, method=method, random_state=0)
+    np.testing.assert_array_equal(inf.fit_predict(X, y), inf.predict(X, y))
+    with pytest.raises(InvalidParameterError):
+        GroupInferrer(head=head, method="bogus").fit_predict(X, y)

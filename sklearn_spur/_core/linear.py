@@ -113,6 +113,11 @@ class LinearHead:
         idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
         return self.classes[idx]
 
+    def class_index(self, y, *, who="head"):
+        """Index in ``classes`` (sorted) of every label of ``y``; raise on unknown ones."""
+        self.check_classes(y, who=who)
+        return np.searchsorted(self.classes, y)
+
     def check_classes(self, y, *, who="head"):
         """Raise if ``y`` holds labels the head has no output for."""
         labels = np.unique(y)

@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 
-__all__ = ["Discriminant", "error_directions", "fit_discriminant", "predict_components",
-           "selection_strata"]
+__all__ = ["Discriminant", "auto_method", "error_directions", "fit_discriminant",
+           "predict_components", "selection_strata"]
 
 #: "auto": "discriminant", unless a class has fewer mistakes than
 #: AUTO_MIN_ERRORS (nothing to start from): then "cluster".
@@ -106,7 +106,7 @@ def _model(sums, counts, gram, n, y_idx_counts, n_components, shrinkage, center,
 
 def fit_discriminant(X, y_idx, init, proba_true, n_classes, *, shrinkage=0.1,
                      max_iter=100, min_size=2, tol=1e-4):
-    """Refine the initial components of every class by classification EM.
+    """Refine the initial components of every class by (soft) EM.
 
     Parameters
     ----------
@@ -203,6 +203,13 @@ def error_directions(X, y_idx, wrong, n_classes):
     return directions, thresholds
 
 
+def auto_method(y_idx, wrong, n_classes):
+    """What ``method="auto"`` means on this data: ``"discriminant"`` when every
+    class has at least ``AUTO_MIN_ERRORS`` mistakes of the head, else ``"cluster"``."""
+    mistakes = np.bincount(y_idx[wrong], minlength=n_classes)
+    return "discriminant" if mistakes.min() >= AUTO_MIN_ERRORS else "cluster"
+
+
 def selection_strata(X, y, y_idx, head, evidence, random_state):
     """The label-free pseudo-groups of a fit context: ``(pseudo, codes)``.
 
@@ -211,7 +218,7 @@ def selection_strata(X, y, y_idx, head, evidence, random_state):
     ``codes`` are its (class, pseudo value) pairs, compact from 0.
     """
     n_classes = len(head.classes)
-    if np.bincount(y_idx[evidence.wrong], minlength=n_classes).min() >= AUTO_MIN_ERRORS:
+    if auto_method(y_idx, evidence.wrong, n_classes) == "discriminant":
         pseudo = fit_discriminant(X, y_idx, evidence.pred, evidence.proba_true,
                                   n_classes, max_iter=DISCRIMINANT_MAX_ITER)[0]
     else:

@@ -143,9 +143,7 @@ def mistake_labels(head, X, y):
     ``head`` is resolved and checked against ``y``; its mistakes come from the
     shared :func:`~sklearn_spur._core.evidence.head_evidence`.
     """
-    order = np.argsort(head.classes, kind="stable")  # any order of the classes
-    y_idx = order[np.searchsorted(head.classes[order], y)]
-    return head_evidence(head, X, y_idx).wrong[:, None]
+    return head_evidence(head, X, head.class_index(y)).wrong[:, None]
 
 
 def concept_cells(T, codes, n_classes, names, *, annotation_free):

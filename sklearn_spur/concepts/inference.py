@@ -30,8 +30,8 @@ from .._core.groups import check_labels, host_array
 from .._core.heads import resolve_head
 from ..methods._neuron_deltas import _LabelFreeScorer
 from ._discriminant import (
-    AUTO_MIN_ERRORS,
     DISCRIMINANT_MAX_ITER,
+    auto_method,
     error_directions,
     fit_discriminant,
     predict_components,
@@ -152,12 +152,7 @@ default="auto"
         return X, y
 
     def _evidence(self, X, y):
-        y_idx = np.searchsorted(self._head.classes, y)
-        if not np.array_equal(self._head.classes[np.minimum(
-                y_idx, len(self._head.classes) - 1)], y):
-            raise ValueError(
-                f"{type(self).__name__}: y holds labels that are not classes of the "
-                f"head ({self._head.classes.tolist()[:10]}).")
+        y_idx = self._head.class_index(y, who=type(self).__name__)
         return y_idx, head_evidence(self._head, X, y_idx)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -176,6 +171,11 @@ default="auto"
         self : object
             The fitted inferrer.
         """
+        self._fit(X, y)
+        return self
+
+    def _fit(self, X, y):
+        """Fit, and return the pseudo attribute of the fitting data."""
         X, y = self._validate(X, y, reset=True)
         rs = check_random_state(self.random_state)
         self._head = resolve_head(self.head, X, y, who=type(self).__name__,
@@ -183,13 +183,13 @@ default="auto"
         self.classes_ = self._head.classes
         y_idx, ev = self._evidence(X, y)
         n_classes = len(self.classes_)
-        wrong = np.bincount(y_idx[ev.wrong], minlength=n_classes)
         method = self.method
         if method == "auto":
-            method = "discriminant" if wrong.min() >= AUTO_MIN_ERRORS else "cluster"
+            method = auto_method(y_idx, ev.wrong, n_classes)
         self.method_ = method
-        if method == "discriminant":
-            _, self.discriminant_, self.n_iter_ = fit_discriminant(
+        pseudo = None
+        if method == "discriminant":  # its labels are those of the fitted model
+            pseudo, self.discriminant_, self.n_iter_ = fit_discriminant(
                 X, y_idx, ev.pred, ev.proba_true, n_classes,
                 shrinkage=self.shrinkage, max_iter=DISCRIMINANT_MAX_ITER)
         elif method == "direction":
@@ -199,10 +199,11 @@ default="auto"
             self.mixtures_ = [
                 self._fit_mixture(X[y_idx == c], ev.proba_true[y_idx == c], rs)
                 for c in range(n_classes)]
-        pseudo = self._infer(X, y_idx, ev)
+        if pseudo is None:
+            pseudo = self._infer(X, y_idx, ev)
         self.n_groups_ = np.array([len(np.unique(pseudo[y_idx == c]))
                                    for c in range(n_classes)])
-        return self
+        return pseudo
 
     def _fit_mixture(self, Xc, proba, rs):
         if len(Xc) < 2:
@@ -270,6 +271,7 @@ default="auto"
         y_idx, ev = self._evidence(X, y)
         return self._infer(X, y_idx, ev)
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_predict(self, X, y):
         """Fit on ``(X, y)`` and return its pseudo attribute.
 
@@ -284,7 +286,7 @@ default="auto"
         -------
         spurious : ndarray of shape (n_samples,) of int
         """
-        return self.fit(X, y).predict(X, y)
+        return self._fit(X, y)
 
 
 def infer_groups(X, y, *, head, method="auto", random_state=None):
