@@ -18,7 +18,7 @@ import numpy as np
 
 from ._core.groups import host_array
 from ._core.linear import canonical_head
-from ._io import EmbeddingFileError
+from ._io import _READ_ERRORS, EmbeddingFileError, _read_member
 
 __all__ = ["HEAD_HELP", "HeadFileError", "describe_head", "load_head"]
 
@@ -38,26 +38,29 @@ class HeadFileError(EmbeddingFileError):
 
 
 def _load_npz(path):
-    if not zipfile.is_zipfile(path):
-        raise HeadFileError(f"{path}: not a .npz file (no zip archive); write it with "
-                            "np.savez(path, W=W, b=b).")
+    # The members are read as load_embeddings reads them (no pickle, no
+    # trailing bytes after a forged header; the same read errors).
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            keys = sorted(npz.files)
-            missing = [k for k in ("W", "b") if k not in keys]
-            if missing:
-                raise HeadFileError(
-                    f"{path}: missing key {missing[0]!r}; a head .npz holds 'W' "
-                    "(n_outputs, n_features), 'b' (n_outputs,) and optionally "
-                    f"'classes'. The file has keys {keys}.")
-            arrays = {k: npz[k] for k in ("W", "b", "classes") if k in keys}
-    except HeadFileError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        hint = ("; store numbers or strings, not Python objects"
-                if "allow_pickle" in str(exc) else "")
-        raise HeadFileError(f"{path}: not a readable head .npz file ({exc}){hint}."
-                            ) from None
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise HeadFileError(f"{path}: not a .npz file (no zip archive); write it with "
+                            "np.savez(path, W=W, b=b).") from None
+    with zf:
+        present = {m[:-4]: m for m in zf.namelist() if m.endswith(".npy")}
+        missing = [k for k in ("W", "b") if k not in present]
+        if missing:
+            raise HeadFileError(
+                f"{path}: missing key {missing[0]!r}; a head .npz holds 'W' "
+                "(n_outputs, n_features), 'b' (n_outputs,) and optionally "
+                f"'classes'. The file has keys {sorted(present)}.")
+        try:
+            arrays = {k: _read_member(zf, present[k])
+                      for k in ("W", "b", "classes") if k in present}
+        except _READ_ERRORS as exc:
+            hint = ("; store numbers or strings, not Python objects"
+                    if "allow_pickle" in str(exc) else "")
+            raise HeadFileError(f"{path}: not a readable head .npz file ({exc}){hint}."
+                                ) from None
     return arrays["W"], arrays["b"], arrays.get("classes")
 
 

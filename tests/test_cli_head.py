@@ -297,3 +297,19 @@ def test_report_with_the_real_diagnose(tmp_path):
     doc = json.loads(out.getvalue())
     assert doc["diagnosis"] and (tmp_path / "r.html").stat().st_size > 1000
     assert "<html" in (tmp_path / "r.html").read_text().lower()
+
+
+def test_npz_member_with_bytes_past_its_header_is_refused(tmp_path):
+    # read as load_embeddings reads members: a forged header is caught
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.eye(2, 3))
+    path = tmp_path / "forged.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("W.npy", buf.getvalue() + b"\x00" * 16)
+        bias = io.BytesIO()
+        np.lib.format.write_array(bias, np.zeros(2))
+        zf.writestr("b.npy", bias.getvalue())
+    with pytest.raises(HeadFileError, match="forged header"):
+        load_head(path)
