@@ -56,25 +56,15 @@ def _output_path(args):
     return path
 
 
-def _diagnose_function():
-    import sklearn_spur
-
-    try:
-        return sklearn_spur.diagnose
-    except AttributeError:
-        raise ValueError("this installation of sklearn-spur has no diagnose(); the "
-                         "report command needs it (sklearn_spur.diagnosis).") from None
-
-
 def _write(diagnosis, path):
-    suffix = os.path.splitext(path)[1].lower()
-    if REPORT_FORMATS[suffix] == "HTML":
+    kind = REPORT_FORMATS[os.path.splitext(path)[1].lower()]
+    if kind == "HTML":
         diagnosis.to_html(path)
-        return
-    text = (diagnosis.to_markdown() if suffix == ".md"
-            else json.dumps(diagnosis.to_dict(), indent=2, default=str))
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    elif kind == "Markdown":
+        diagnosis.to_markdown(path)
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(diagnosis.to_dict(), fh, indent=2)
 
 
 def run_report(args, out):
@@ -82,7 +72,8 @@ def run_report(args, out):
     from .cli import _check_widths, _load_split, load_head_or_refit
 
     path = _output_path(args)
-    diagnose = _diagnose_function()
+    import sklearn_spur  # looked up at run time (tests stand a recorder in)
+
     train = _load_split(args.train, "train", ("y",))
     val = _load_split(args.val, "val", ("y",))
     test = _load_split(args.test, "test", ("y",)) if args.test else None
@@ -98,7 +89,7 @@ def run_report(args, out):
     if args.n_boot is not None:
         kwargs["n_boot"] = args.n_boot
     with log.capture("diagnose"):
-        diagnosis = diagnose(head, train.X, train.y, val.X, val.y, **kwargs)
+        diagnosis = sklearn_spur.diagnose(head, train.X, train.y, val.X, val.y, **kwargs)
     if path is not None:
         _write(diagnosis, path)
         print(f"{REPORT_FORMATS[os.path.splitext(path)[1].lower()]} report written "

@@ -195,8 +195,12 @@ class _FakeDiagnosis:
         with open(path, "w") as fh:
             fh.write("<!DOCTYPE html><title>fake</title>")
 
-    def to_markdown(self):
-        return "# fake diagnosis\n"
+    def to_markdown(self, path=None):  # as Diagnosis.to_markdown
+        text = "# fake diagnosis\n"
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text)
+        return text
 
     def to_dict(self):
         return {"worst_group_accuracy": 0.5}
