@@ -101,18 +101,19 @@ def compare_methods(keys, splits, head, *, annotated, weights, n_boot, seed,
 
     ``splits`` holds ``train``, ``fit``, ``select`` and ``evaluation`` (each
     with ``X``, ``y``, ``spurious``). Returns the rows of the comparison (JSON
-    values) and the fitted estimators by key.
+    values), the fitted estimators by key and their ``(GroupReport,
+    intervals)`` on the evaluation split by key.
     """
     methods = _registry().METHODS
     groups = selection_groups(splits.select, head, annotated, seed)
-    rows, fitted = [], {}
+    rows, fitted, reports = [], {}, {}
     for key in keys:  # methods, not samples
         progress.set_postfix_str(methods[key].name)
         est, elapsed = _fit(key, splits.train, splits.fit, head, seed, caught)
         accuracies, select_mean = _selection_scores(est, splits.select, groups)
         rep, ci = evaluate(est, splits.evaluation, weights=weights, n_boot=n_boot,
                            seed=seed)
-        fitted[key] = est
+        fitted[key], reports[key] = est, (rep, ci)
         rows.append({
             "key": key, "name": methods[key].name, "needs": methods[key].needs,
             "selection_score": float(accuracies[0]),
@@ -127,7 +128,7 @@ def compare_methods(keys, splits, head, *, annotated, weights, n_boot, seed,
             "fit_seconds": elapsed, "recommended": False,
         })
         progress.update()
-    return rows, fitted
+    return rows, fitted, reports
 
 
 def choose(rows):

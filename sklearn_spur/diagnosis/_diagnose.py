@@ -202,7 +202,7 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
             shortcut = slice_evidence(head, val.X, val.y, n_typical=n_typical,
                                       random_state=seed)
         progress.update()
-        rows, fitted = compare_methods(
+        rows, fitted, reports = compare_methods(
             keys, splits, head, annotated=annotated, weights=weights, n_boot=n_boot,
             seed=seed, progress=progress, caught=caught)
         best = choose(rows)
@@ -217,10 +217,7 @@ def diagnose(head, X_train, y_train, X_val, y_val, *, spurious_train=None,
         curve = editor_curve(fitted, evaluation)
         progress.update()
 
-    head_ci = evaluate(fitted["erm"], evaluation, weights=weights, n_boot=n_boot,
-                       seed=seed)
-    rec_ci = evaluate(fitted[key], evaluation, weights=weights, n_boot=n_boot,
-                      seed=seed)
+    head_ci, rec_ci = reports["erm"], reports[key]  # measured in the comparison
     setting = {
         "annotated": annotated,
         "evaluation": "test" if test is not None else "validation (held-out half)",
