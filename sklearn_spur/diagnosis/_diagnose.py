@@ -11,10 +11,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.validation import check_array
 
-from .._core.progress import progress_bar
 from .._core.base import FLOAT_DTYPES
 from .._core.groups import check_labels, check_spurious, encode_groups, host_array
 from .._core.heads import resolve_head
+from .._core.progress import progress_bar
 from .._core.selection import stratified_halves
 from ..concepts import GroupInferrer
 from ._compare import (
